@@ -1,0 +1,146 @@
+"""The ``posekit`` command line: ``check-data``, ``synth``, ``schema``.
+
+The CLI only parses arguments, calls the library and prints results; errors for bad input are
+``posekit.errors.PosekitError`` s, printed as one line with exit code 2 (``check-data``: 1 when the
+dataset has problems).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from posekit import __version__
+from posekit.errors import PosekitError
+from posekit.schema import KeypointSchema
+
+logger = logging.getLogger("posekit")
+
+
+def _schema_arg(value: str | None) -> KeypointSchema | None:
+    return None if value is None else KeypointSchema.load(value)
+
+
+def _cmd_check_data(args: argparse.Namespace) -> int:
+    from posekit.data.coco import CocoKeypointDataset
+    from posekit.data.report import DatasetReport
+
+    try:
+        dataset = CocoKeypointDataset(
+            args.ann,
+            args.images,
+            schema=_schema_arg(args.schema),
+            category_id=args.category_id,
+            strict=False,
+            check_images="exists" if args.no_decode else "decode",
+        )
+    except PosekitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    report = DatasetReport.build(dataset)
+    print(report.text())
+    if args.plot:
+        print(f"plot written to {report.plot(args.plot)}")
+    if not report.ok:
+        print(f"\n{len(report.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from posekit.data.synth import SynthConfig, write_dataset
+
+    schema = KeypointSchema.load(args.schema)
+    out = Path(args.out)
+    size = (args.size, args.size)
+    for split, count, seed in (
+        ("train", args.images, args.seed),
+        ("val", args.val_images, args.seed + 1),
+    ):
+        if count <= 0:
+            continue
+        config = SynthConfig(num_images=count, image_size=size, seed=seed)
+        path = write_dataset(out, schema, config, split=split)
+        print(f"{split}: {count} images -> {path}")
+    schema.to_yaml(out / "schema.yaml")
+    print(f"schema -> {out / 'schema.yaml'}")
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    if args.from_coco:
+        from posekit.data.coco import _load_json
+
+        data = _load_json(Path(args.from_coco))
+        cats = [c for c in data["categories"] if c.get("keypoints")]
+        if args.category_id is not None:
+            cats = [c for c in cats if c.get("id") == args.category_id]
+        if not cats:
+            print(f"error: {args.from_coco}: no keypoint category found", file=sys.stderr)
+            return 2
+        schema = KeypointSchema.from_coco(cats[0])
+    else:
+        schema = KeypointSchema.load(args.name)
+    print(schema.describe())
+    if args.out:
+        schema.to_yaml(args.out)
+        print(f"written to {args.out}")
+    elif args.json:
+        print(json.dumps(schema.to_dict(), indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="posekit", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"posekit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-data", help="report on a COCO keypoint dataset before training")
+    p.add_argument("--ann", required=True, help="COCO keypoint JSON")
+    p.add_argument("--images", required=True, help="image root (file_name is relative to it)")
+    p.add_argument("--schema", help="built-in schema name or YAML (default: from the JSON)")
+    p.add_argument("--category-id", type=int, help="read only this category")
+    p.add_argument("--plot", help="write histograms and an example image to this PNG")
+    p.add_argument("--no-decode", action="store_true", help="only check that images exist")
+    p.set_defaults(func=_cmd_check_data)
+
+    p = sub.add_parser("synth", help="write a synthetic COCO keypoint dataset for any schema")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--images", type=int, default=200, help="training images (default 200)")
+    p.add_argument("--val-images", type=int, default=50, help="validation images (default 50)")
+    p.add_argument("--schema", default="coco_person", help="built-in name or YAML")
+    p.add_argument("--size", type=int, default=368, help="square image size (default 368)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("schema", help="show a schema: flip pairs, roots, limb order")
+    p.add_argument("name", nargs="?", default="coco_person", help="built-in name or YAML")
+    p.add_argument("--from-coco", help="derive the schema from this COCO JSON's category")
+    p.add_argument("--category-id", type=int)
+    p.add_argument("--out", help="write the schema as YAML")
+    p.add_argument("--json", action="store_true", help="print the schema as JSON")
+    p.set_defaults(func=_cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except PosekitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

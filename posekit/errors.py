@@ -1,0 +1,19 @@
+"""Exceptions for bad user input: each says what was expected, what was found, and where."""
+
+from __future__ import annotations
+
+
+class PosekitError(Exception):
+    """Base class of every error posekit raises for bad input."""
+
+
+class SchemaError(PosekitError, ValueError):
+    """A keypoint schema is invalid (names the offending field)."""
+
+
+class DatasetError(PosekitError, ValueError):
+    """An annotation file or image is invalid (names the file, image id and annotation id)."""
+
+
+class ConfigError(PosekitError, ValueError):
+    """A configuration value is invalid (names the config key)."""

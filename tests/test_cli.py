@@ -1,0 +1,95 @@
+"""The command line: check-data reports and exit codes, schema display."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from posekit.cli import main
+from tests.shared_sets import SHARED_SETS
+
+
+@pytest.mark.parametrize(
+    "shared", SHARED_SETS[:3] + SHARED_SETS[4:], ids=lambda s: s.ann.split("/")[-1]
+)
+def test_check_data_reports_real_datasets(shared_data, shared, capsys):
+    rc = main(
+        [
+            "check-data",
+            "--ann",
+            str(shared_data / shared.ann),
+            "--images",
+            str(shared_data / shared.images),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert f"images: {shared.num_images} " in out
+    assert f"instances with keypoints: {shared.with_keypoints};" in out
+    assert "flip pairs:" in out and "limb order" in out and "problems: 0" in out
+
+
+def test_check_data_plot(coco_val, tmp_path, capsys):
+    png = tmp_path / "report.png"
+    rc = main(
+        [
+            "check-data",
+            "--ann",
+            str(coco_val[0]),
+            "--images",
+            str(coco_val[1]),
+            "--schema",
+            "coco_person_neck",
+            "--plot",
+            str(png),
+        ]
+    )
+    assert rc == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    out = capsys.readouterr().out
+    assert "neck" in out and "(virtual)" in out
+
+
+def test_check_data_reports_every_problem(coco_val, tmp_path, capsys):
+    data = json.loads(coco_val[0].read_text())
+    people = [a for a in data["annotations"] if a["num_keypoints"] > 0]
+    people[0]["keypoints"] = people[0]["keypoints"][:9]
+    people[1]["keypoints"][2] = 7
+    data["images"].append({"id": 99999999, "file_name": "missing.jpg", "width": 10, "height": 10})
+    ann = tmp_path / "bad.json"
+    ann.write_text(json.dumps(data))
+    rc = main(["check-data", "--ann", str(ann), "--images", str(coco_val[1])])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "problems: 3" in captured.out
+    assert f"annotation id {people[0]['id']}: keypoints has 9 values" in captured.out
+    assert f"annotation id {people[1]['id']}: visibility must be 0, 1 or 2" in captured.out
+    assert "image id 99999999: image file not found" in captured.out
+    assert "instances with keypoints: 66;" in captured.out  # the other 66 are kept
+    assert "3 problem(s) found" in captured.err
+
+
+def test_check_data_fatal_error(tmp_path, capsys):
+    ann = tmp_path / "a.json"
+    ann.write_text("{not json")
+    assert main(["check-data", "--ann", str(ann), "--images", str(tmp_path)]) == 1
+    assert "malformed JSON" in capsys.readouterr().err
+
+
+def test_schema_command(shared_data, tmp_path, capsys):
+    out_yaml = tmp_path / "fly.yaml"
+    rc = main(
+        [
+            "schema",
+            "--from-coco",
+            str(shared_data / "custom/fly/test_fly.json"),
+            "--out",
+            str(out_yaml),
+        ]
+    )
+    assert rc == 0
+    assert "eyeL<->eyeR" in capsys.readouterr().out
+    assert main(["schema", str(out_yaml)]) == 0
+    assert main(["schema", "no_such_schema"]) == 2
+    assert "neither a built-in" in capsys.readouterr().err
