@@ -17,3 +17,7 @@ class DatasetError(PosekitError, ValueError):
 
 class ConfigError(PosekitError, ValueError):
     """A configuration value is invalid (names the config key)."""
+
+
+class CheckpointError(PosekitError, ValueError):
+    """A checkpoint or weights file is missing, truncated, of another format or does not fit."""

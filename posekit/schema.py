@@ -112,7 +112,7 @@ class KeypointSchema:
     sigmas: tuple[float, ...] | None = None
     joint_weights: tuple[float, ...] | None = None
     root: str | None = None
-    virtual: Mapping[str, Sequence[str]] | None = None
+    virtual: Mapping[str, Sequence[str]] | None = field(default=None, compare=False)
     limb_order: str = "bfs"
 
     flip_index: tuple[int, ...] = field(init=False)
