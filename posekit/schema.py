@@ -401,6 +401,13 @@ class KeypointSchema:
         flat = [i for p in pairs for i in p]
         if skeleton_base == "auto":
             base = 0 if flat and min(flat) == 0 else 1
+            if flat and 0 < min(flat) and max(flat) < len(names):
+                logger.warning(
+                    "%s: skeleton uses neither index 0 nor %d; read as 1-based (COCO). Pass "
+                    "skeleton_base=0 if it is 0-based",
+                    where,
+                    len(names),
+                )
         elif skeleton_base in (0, 1):
             base = int(skeleton_base)
         else:

@@ -278,3 +278,13 @@ def test_source_index_maps_by_name():
     ]
     with pytest.raises(SchemaError, match="not in the file"):
         schema.source_index(COCO_PERSON_KEYPOINTS[:-1])
+
+
+def test_ambiguous_skeleton_base_warns(caplog):
+    category = {"id": 1, "name": "x", "keypoints": ["a", "b", "c"], "skeleton": [[1, 2]]}
+    with caplog.at_level(logging.WARNING):
+        one = KeypointSchema.from_coco(category, sigmas=[0.05] * 3)
+    assert "read as 1-based" in caplog.text
+    assert one.skeleton == ((0, 1),)
+    zero = KeypointSchema.from_coco(category, skeleton_base=0, sigmas=[0.05] * 3)
+    assert zero.skeleton == ((1, 2),)
