@@ -1,0 +1,289 @@
+"""Configuration: frozen dataclasses filled from YAML and ``section.key=value`` overrides.
+
+No registry, no inheritance chain: a config file is a plain YAML mapping whose sections mirror
+``Config``. Unknown keys and wrongly typed values raise ``ConfigError`` naming the key path (with a
+suggestion for misspellings). ``config_to_dict`` gives the resolved config as plain data (saved into
+the run directory and the checkpoints).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from posekit.data.transforms import AugmentConfig
+from posekit.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine", "plateau")
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network: a name from ``posekit.models.zoo`` and its options.
+
+    ``pretrained``: a checkpoint path or a published weights name to start from (heads that do not
+    fit the schema are rebuilt).
+    """
+
+    name: str = "lwop_mobilenet"
+    num_refinement_stages: int = 1
+    pretrained: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.num_refinement_stages >= 0, "num_refinement_stages", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Datasets and targets. Without ``train_ann``, synthetic data of ``schema`` is generated."""
+
+    schema: str = "coco_person"
+    train_ann: str | None = None
+    train_images: str | None = None
+    val_ann: str | None = None
+    val_images: str | None = None
+    category_id: int | None = None
+    synth_train_images: int = 400
+    synth_val_images: int = 50
+    synth_image_size: int = 256
+    stride: int = 8
+    sigma: float = 7.0
+    paf_width: float = 1.0
+    workers: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        _check(
+            (self.train_ann is None) == (self.train_images is None),
+            "train_ann",
+            "train_ann and train_images go together",
+        )
+        _check(
+            (self.val_ann is None) == (self.val_images is None),
+            "val_ann",
+            "val_ann and val_images go together",
+        )
+        _check(
+            self.stride in (4, 8, 16, 32), "stride", f"must be 4, 8, 16 or 32, got {self.stride}"
+        )
+        _check(self.sigma > 0, "sigma", "must be > 0")
+        _check(self.paf_width > 0, "paf_width", "must be > 0")
+        _check(self.workers >= 0, "workers", "must be >= 0")
+        for key in ("synth_train_images", "synth_val_images", "synth_image_size"):
+            _check(getattr(self, key) > 0, key, "must be > 0")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer: ``sgd`` (with ``nesterov``), ``adam`` or ``adamw``."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.name in OPTIMIZERS, "name", f"must be one of {OPTIMIZERS}, got {self.name!r}")
+        _check(self.lr > 0, "lr", "must be > 0")
+        _check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning-rate schedule: ``constant``, ``step`` (``milestones`` in epochs, ``gamma``),
+    ``cosine`` (to ``min_lr``) or ``plateau`` (ReduceLROnPlateau on val AP, ``patience``,
+    ``gamma``); linear warmup over ``warmup_iters``."""
+
+    kind: str = "cosine"
+    warmup_iters: int = 50
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    patience: int = 3
+    min_lr: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _check(self.kind in SCHEDULES, "kind", f"must be one of {SCHEDULES}, got {self.kind!r}")
+        _check(self.warmup_iters >= 0, "warmup_iters", "must be >= 0")
+        _check(0 < self.gamma <= 1, "gamma", "must be in (0, 1]")
+        _check(list(self.milestones) == sorted(self.milestones), "milestones", "must increase")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop."""
+
+    epochs: int = 20
+    batch_size: int = 8
+    frozen_backbone_epochs: int = 0
+    stage_loss_weights: tuple[float, ...] | None = None
+    amp: bool = False
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 200
+    val_every: int = 1
+    max_bad_steps: int = 5
+    log_images: int = 4
+
+    def __post_init__(self) -> None:
+        _check(self.epochs > 0, "epochs", "must be > 0")
+        _check(self.batch_size > 0, "batch_size", "must be > 0")
+        _check(self.frozen_backbone_epochs >= 0, "frozen_backbone_epochs", "must be >= 0")
+        _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0 or null")
+        _check(self.checkpoint_every > 0, "checkpoint_every", "must be > 0 (iterations)")
+        _check(self.val_every > 0, "val_every", "must be > 0 (epochs)")
+        _check(self.max_bad_steps > 0, "max_bad_steps", "must be > 0")
+        weights = self.stage_loss_weights
+        _check(
+            weights is None or all(w >= 0 for w in weights), "stage_loss_weights", "must be >= 0"
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole training run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out: str = "runs/train"
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, updated by the YAML file at ``path``, then by ``section.key=value`` overrides.
+
+    Override values are parsed as YAML (``train.epochs=5``, ``schedule.milestones=[10,15]``,
+    ``model.pretrained=null``).
+    """
+    spec: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, Mapping):
+            raise ConfigError(
+                f"{path}: expected a mapping of sections, got {type(loaded).__name__}"
+            )
+        spec = dict(loaded or {})
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from None
+        node = spec
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, Mapping) else {}
+            node = node[part]
+        node[parts[-1]] = parsed
+    return _build(Config, spec, "")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as plain YAML/JSON data (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(config)
+
+
+def save_config(config: Config, path: str | Path) -> Path:
+    """Write the resolved config as YAML (loadable with ``load_config``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------------- building
+def _build(cls: type, spec: Any, prefix: str) -> Any:
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {spec!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for key, value in spec.items():
+        where = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known: {names}"
+            raise ConfigError(f"{where}: unknown key{hint}")
+        kwargs[key] = _coerce(hints[key], value, where)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{prefix}{exc}" if prefix else str(exc)) from None
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, f"{where}.")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        return tuple(_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover - a config bug

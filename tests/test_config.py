@@ -1,0 +1,63 @@
+"""Config: YAML + overrides into frozen dataclasses, errors naming the key path."""
+
+from __future__ import annotations
+
+import pytest
+
+from posekit.config import Config, config_to_dict, load_config, save_config
+from posekit.errors import ConfigError
+
+
+def test_defaults_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "train: {epochs: 7, batch_size: 4}\n"
+        "data: {schema: coco_person_neck, augment: {input_size: [256, 192], flip_prob: 0.0}}\n"
+    )
+    cfg = load_config(
+        path,
+        ["train.epochs=3", "schedule.milestones=[2, 5]", "optim.name=sgd", "model.pretrained=null"],
+    )
+    assert isinstance(cfg, Config)
+    assert cfg.train.epochs == 3 and cfg.train.batch_size == 4
+    assert cfg.data.augment.input_size == (256, 192) and cfg.data.augment.flip_prob == 0.0
+    assert cfg.schedule.milestones == (2, 5) and cfg.optim.name == "sgd"
+    assert cfg.model.pretrained is None
+    assert load_config().train.epochs == Config().train.epochs
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = load_config(None, ["train.grad_clip=5", "data.sigma=5.5"])
+    again = load_config(save_config(cfg, tmp_path / "resolved.yaml"))
+    assert again == cfg
+    assert config_to_dict(again)["train"]["grad_clip"] == 5.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["train.epoch=3"], r"train\.epoch: unknown key; did you mean 'train\.epochs'"),
+        (["trian.epochs=3"], r"trian: unknown key; did you mean 'train'"),
+        (["train.epochs=three"], r"train\.epochs: expected an integer, got 'three'"),
+        (["train.amp=1"], r"train\.amp: expected true or false"),
+        (["train.epochs=0"], r"train\.epochs: must be > 0"),
+        (["optim.name=rmsprop"], r"optim\.name: must be one of"),
+        (["schedule.kind=linear"], r"schedule\.kind: must be one of"),
+        (["data.augment.flip_prob=2"], r"data\.augment\.flip_prob: expected a value in \[0, 1"),
+        (["data.train_ann=a.json"], r"data\.train_ann: train_ann and train_images go together"),
+        (["schedule.milestones=[5, 2]"], r"schedule\.milestones: must increase"),
+        (["train.epochs"], r"expected section\.key=value"),
+    ],
+)
+def test_errors_name_the_key(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, overrides)
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a mapping of sections"):
+        load_config(bad)
