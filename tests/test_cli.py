@@ -93,3 +93,40 @@ def test_schema_command(shared_data, tmp_path, capsys):
     assert main(["schema", str(out_yaml)]) == 0
     assert main(["schema", "no_such_schema"]) == 2
     assert "neither a built-in" in capsys.readouterr().err
+
+
+def test_synth_then_check_data(tmp_path, capsys):
+    out = tmp_path / "synth"
+    rc = main(
+        [
+            "synth",
+            "--out",
+            str(out),
+            "--images",
+            "6",
+            "--val-images",
+            "2",
+            "--schema",
+            "coco_person_neck",
+            "--size",
+            "128",
+        ]
+    )
+    assert rc == 0
+    assert (out / "annotations/train.json").is_file() and (out / "annotations/val.json").is_file()
+    assert len(list((out / "images/train").glob("*.jpg"))) == 6
+    capsys.readouterr()
+    rc = main(
+        [
+            "check-data",
+            "--ann",
+            str(out / "annotations/train.json"),
+            "--images",
+            str(out / "images/train"),
+            "--schema",
+            str(out / "schema.yaml"),
+        ]
+    )
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "images: 6 " in text and "problems: 0" in text and "(virtual)" in text
