@@ -21,3 +21,7 @@ class ConfigError(PosekitError, ValueError):
 
 class CheckpointError(PosekitError, ValueError):
     """A checkpoint or weights file is missing, truncated, of another format or does not fit."""
+
+
+class WeightsDownloadError(PosekitError, OSError):
+    """Published weights could not be downloaded (offline, URL unreachable); names the cache path."""

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,22 +59,32 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (
-        RuntimeError,
-        OSError,
-        EOFError,
-        zipfile.BadZipFile,
-        pickle.UnpicklingError,
-        ValueError,
-    ) as exc:
-        raise CheckpointError(
-            f"cannot read checkpoint {path} (truncated, corrupt or not a torch file): {exc}"
-        ) from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a dict, got {type(state).__name__}")
-    return state
+    except Exception as exc:  # a damaged file fails in many ways (EOFError, struct.error, ...)
+        raise _read_error(path, exc) from exc
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"checkpoint {path}: expected a dict, got {type(state).__name__}")
+    return dict(state)
+
+
+def _read_error(path: Path, exc: BaseException) -> CheckpointError:
+    """A CheckpointError naming the file for an exception of ``torch.load``."""
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    if refused:
+        return CheckpointError(
+            f"checkpoint {path} holds a pickled object ({refused.group(1)}) that "
+            f"torch.load(weights_only=True) refuses: a pickled module or class (posekit reads "
+            f"only tensors and plain data), or a damaged file"
+        )
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, pickle.UnpicklingError):
+        first_line = "invalid pickle data"
+    return CheckpointError(
+        f"cannot read checkpoint {path} (truncated, corrupt or not a torch file): {first_line}"
+    )
 
 
 def rng_state() -> dict[str, Any]:

@@ -58,11 +58,14 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
-def test_truncated_and_missing_files(tmp_path):
+def test_truncated_empty_and_missing_files(tmp_path):
     path = save_checkpoint(_state(), tmp_path / "c.pt")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*c\.pt"):
+        load_checkpoint(path)
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="is empty"):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "none.pt")
@@ -71,7 +74,7 @@ def test_truncated_and_missing_files(tmp_path):
 def test_pickled_module_is_refused(tmp_path):
     path = tmp_path / "module.pt"
     torch.save(torch.nn.Linear(2, 2), path)
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="holds a pickled object"):
         load_checkpoint(path)
 
 

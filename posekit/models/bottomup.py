@@ -1,0 +1,347 @@
+"""Bottom-up (part affinity field) networks: Lightweight OpenPose and OpenPose (CMU, VGG19).
+
+Both networks share one output contract. For an input ``x (B, 3, H, W)`` float32 with H, W
+multiples of the stride 8, ``forward(x)`` returns a list with one ``(heatmaps, pafs)`` pair per
+stage (initial stage first, last refinement stage last):
+
+- ``heatmaps (B, K + 1, H / 8, W / 8)``: one map per keypoint of ``model.schema`` in schema order,
+  the last channel is the background;
+- ``pafs (B, 2L, H / 8, W / 8)``: channels ``2j, 2j + 1`` are the x, y components of the field of
+  ``schema.limbs[j]`` (pointing from its ``src`` to its ``dst`` keypoint).
+
+K and L come from the schema only. Training uses every stage (intermediate supervision); inference
+uses the last pair. Input normalisation is the caller's business (see ``weights.InputSpec``).
+
+The attribute names of ``LightweightOpenPose`` are those of the published Lightweight OpenPose code,
+so its ``state_dict()`` keys are exactly the published checkpoint's (``model.0.0.weight`` ...
+``refinement_stages.0.pafs.1.0.bias``); see ``zoo.load_lwop_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from posekit.models.backbones.mobilenet import MobileNetV1Trunk, conv_block, depthwise_separable
+from posekit.models.backbones.vgg import VGG19Trunk
+from posekit.schema import KeypointSchema
+
+__all__ = [
+    "STRIDE",
+    "LightweightOpenPose",
+    "OpenPoseVGG19",
+    "OutputConv",
+    "StageOutputs",
+    "init_weights",
+]
+
+STRIDE = 8
+"""Output stride of both networks: output maps are (H / 8, W / 8)."""
+
+StageOutputs = list[tuple[torch.Tensor, torch.Tensor]]
+"""One ``(heatmaps (B, K+1, h, w), pafs (B, 2L, h, w))`` pair per stage, first stage first."""
+
+
+class OutputConv(nn.Conv2d):
+    """Final 1x1 conv (with bias, no activation) of a heatmap or PAF head.
+
+    ``kind`` is ``"heatmaps"`` (K+1 outputs) or ``"pafs"`` (2L outputs); checkpoint loading uses it
+    to explain a checkpoint made for another schema.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, kind: str) -> None:
+        if kind not in ("heatmaps", "pafs"):
+            raise ValueError(f"kind must be 'heatmaps' or 'pafs', got {kind!r}")
+        super().__init__(in_channels, out_channels, 1)
+        self.kind = kind
+
+
+def init_weights(module: nn.Module) -> None:
+    """Initialisation for training from scratch, applied to every submodule of ``module``.
+
+    Convs: Kaiming normal (fan-out, ReLU gain), bias 0; ``OutputConv``: normal std 0.01 (as in
+    OpenPose), bias 0, so untrained maps start near 0; BatchNorm: weight 1, bias 0.
+    """
+    for m in module.modules():
+        if isinstance(m, OutputConv):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def _check_input(x: torch.Tensor) -> None:
+    if torch.jit.is_tracing():  # shapes are tensors while tracing; the exporter fixes the size
+        return
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected input (B, 3, H, W), got {tuple(x.shape)}")
+    if x.shape[2] % STRIDE or x.shape[3] % STRIDE:
+        raise ValueError(
+            f"input height and width must be multiples of {STRIDE} (pad the image), "
+            f"got (H, W) = {tuple(x.shape[2:])}"
+        )
+
+
+def _num_outputs(schema: KeypointSchema) -> tuple[int, int]:
+    """(K + 1 heatmap channels, 2L PAF channels) of a schema."""
+    return schema.num_keypoints + 1, 2 * schema.num_limbs
+
+
+def _num_stages(num_refinement_stages: int) -> int:
+    if not isinstance(num_refinement_stages, int) or num_refinement_stages < 0:
+        raise ValueError(
+            f"num_refinement_stages must be an int >= 0, got {num_refinement_stages!r}"
+        )
+    return num_refinement_stages
+
+
+# ---------------------------------------------------------------- Lightweight OpenPose
+
+
+def _lwop_head(in_channels: int, mid_channels: int, out_channels: int, kind: str) -> nn.Sequential:
+    """1x1 conv + ReLU, then the 1x1 ``OutputConv`` (keys ``0.0.*`` and ``1.0.*``)."""
+    return nn.Sequential(
+        conv_block(in_channels, mid_channels, 1, bn=False),
+        nn.Sequential(OutputConv(mid_channels, out_channels, kind=kind)),
+    )
+
+
+class Cpm(nn.Module):
+    """Lightweight OpenPose's feature adapter: ``conv(align(x) + trunk(align(x)))``.
+
+    ``align``: 1x1 conv + ReLU; ``trunk``: 3 depthwise-separable blocks without BN, ELU;
+    ``conv``: 3x3 conv + ReLU. Shapes: ``(B, in_channels, h, w) -> (B, out_channels, h, w)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.align = conv_block(in_channels, out_channels, 1, bn=False)
+        self.trunk = nn.Sequential(
+            *(
+                depthwise_separable(out_channels, out_channels, bn=False, activation=nn.ELU)
+                for _ in range(3)
+            )
+        )
+        self.conv = conv_block(out_channels, out_channels, bn=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.align(x)
+        return self.conv(x + self.trunk(x))
+
+
+class InitialStage(nn.Module):
+    """Three 3x3 convs + ReLU, then a heatmap head and a PAF head (1x1 to 512, 1x1 to outputs).
+
+    Shapes: ``(B, channels, h, w) -> ((B, num_heatmaps, h, w), (B, num_pafs, h, w))``.
+    """
+
+    def __init__(self, channels: int, num_heatmaps: int, num_pafs: int) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(*(conv_block(channels, channels, bn=False) for _ in range(3)))
+        self.heatmaps = _lwop_head(channels, 512, num_heatmaps, "heatmaps")
+        self.pafs = _lwop_head(channels, 512, num_pafs, "pafs")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.trunk(x)
+        return self.heatmaps(x), self.pafs(x)
+
+
+class RefinementBlock(nn.Module):
+    """``initial(x) + trunk(initial(x))``: 1x1 conv + ReLU, then 3x3 and dilated 3x3 conv + BN + ReLU.
+
+    Shapes: ``(B, in_channels, h, w) -> (B, out_channels, h, w)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.initial = conv_block(in_channels, out_channels, 1, bn=False)
+        self.trunk = nn.Sequential(
+            conv_block(out_channels, out_channels),
+            conv_block(out_channels, out_channels, dilation=2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.initial(x)
+        return x + self.trunk(x)
+
+
+class RefinementStage(nn.Module):
+    """Five ``RefinementBlock``s, then a heatmap head and a PAF head (1x1 128, 1x1 to outputs).
+
+    Shapes: ``(B, in_channels, h, w) -> ((B, num_heatmaps, h, w), (B, num_pafs, h, w))``.
+    """
+
+    def __init__(self, in_channels: int, channels: int, num_heatmaps: int, num_pafs: int) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            RefinementBlock(in_channels, channels),
+            *(RefinementBlock(channels, channels) for _ in range(4)),
+        )
+        self.heatmaps = _lwop_head(channels, channels, num_heatmaps, "heatmaps")
+        self.pafs = _lwop_head(channels, channels, num_pafs, "pafs")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.trunk(x)
+        return self.heatmaps(x), self.pafs(x)
+
+
+class LightweightOpenPose(nn.Module):
+    """Lightweight OpenPose (Osokin, 2018): MobileNetV1 trunk -> CPM -> initial stage -> refinement.
+
+    Each refinement stage sees ``concat(features (128), heatmaps (K+1), pafs (2L))`` of the
+    previous stage. With ``KeypointSchema.named("openpose18")`` and one refinement stage this is
+    the published network, and ``state_dict()`` has exactly the published checkpoint's keys.
+
+    Args:
+        schema: keypoint schema; gives K + 1 heatmap and 2L PAF channels. Kept as ``self.schema``.
+        num_refinement_stages: refinement stages after the initial stage (published: 1).
+
+    Shapes: ``forward(x (B, 3, H, W) float32)`` with H, W multiples of 8 returns ``1 +
+    num_refinement_stages`` pairs ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``.
+    """
+
+    def __init__(self, schema: KeypointSchema, *, num_refinement_stages: int = 1) -> None:
+        super().__init__()
+        self.schema = schema
+        self.stride = STRIDE
+        self.num_heatmaps, self.num_pafs = _num_outputs(schema)
+        channels = 128
+        self.model = MobileNetV1Trunk()
+        self.cpm = Cpm(self.model.out_channels, channels)
+        self.initial_stage = InitialStage(channels, self.num_heatmaps, self.num_pafs)
+        self.refinement_stages = nn.ModuleList(
+            RefinementStage(
+                channels + self.num_heatmaps + self.num_pafs,
+                channels,
+                self.num_heatmaps,
+                self.num_pafs,
+            )
+            for _ in range(_num_stages(num_refinement_stages))
+        )
+        init_weights(self)
+
+    @property
+    def num_refinement_stages(self) -> int:
+        """Number of refinement stages (``len(forward(x)) - 1``)."""
+        return len(self.refinement_stages)
+
+    def forward(self, x: torch.Tensor) -> StageOutputs:
+        """``x (B, 3, H, W)`` -> list of ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``."""
+        _check_input(x)
+        features = self.cpm(self.model(x))
+        outputs = [self.initial_stage(features)]
+        for stage in self.refinement_stages:
+            heatmaps, pafs = outputs[-1]
+            outputs.append(stage(torch.cat([features, heatmaps, pafs], dim=1)))
+        return outputs
+
+
+# ---------------------------------------------------------------- OpenPose (CMU, VGG19)
+
+
+def _openpose_branch(
+    in_channels: int,
+    kernel_size: int,
+    num_convs: int,
+    mid_channels: int,
+    out_channels: int,
+    kind: str,
+) -> nn.Sequential:
+    """``num_convs`` kxk convs (128) + ReLU, a 1x1 conv (``mid_channels``) + ReLU, an ``OutputConv``."""
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for _ in range(num_convs):
+        layers += [
+            nn.Conv2d(channels, 128, kernel_size, padding=kernel_size // 2),
+            nn.ReLU(inplace=True),
+        ]
+        channels = 128
+    layers += [nn.Conv2d(channels, mid_channels, 1), nn.ReLU(inplace=True)]
+    layers.append(OutputConv(mid_channels, out_channels, kind=kind))
+    return nn.Sequential(*layers)
+
+
+class OpenPoseStage(nn.Module):
+    """One OpenPose stage: a PAF branch and a heatmap branch on the same input.
+
+    Stage 1: three 3x3 convs, 1x1 to 512, 1x1 to outputs. Refinement stages: five 7x7 convs,
+    1x1 to 128, 1x1 to outputs. Shapes: ``(B, in_channels, h, w) -> ((B, num_heatmaps, h, w),
+    (B, num_pafs, h, w))``.
+    """
+
+    def __init__(
+        self, in_channels: int, num_heatmaps: int, num_pafs: int, *, refinement: bool
+    ) -> None:
+        super().__init__()
+        kernel_size, num_convs, mid = (7, 5, 128) if refinement else (3, 3, 512)
+        self.pafs = _openpose_branch(in_channels, kernel_size, num_convs, mid, num_pafs, "pafs")
+        self.heatmaps = _openpose_branch(
+            in_channels, kernel_size, num_convs, mid, num_heatmaps, "heatmaps"
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.heatmaps(x), self.pafs(x)
+
+
+class OpenPoseVGG19(nn.Module):
+    """OpenPose (Cao et al., CVPR 2017): VGG19 conv1_1-conv4_2, two CPM convs, multi-stage branches.
+
+    ``backbone`` (``VGG19Trunk``, stride 8) -> ``cpm`` (conv4_3_CPM 3x3 512->256 + ReLU,
+    conv4_4_CPM 3x3 256->128 + ReLU) -> ``initial_stage`` -> ``refinement_stages``; each refinement
+    stage sees ``concat(pafs (2L), heatmaps (K+1), features (128))`` of the previous stage (the CMU
+    order). Layer names differ from the CMU Caffe model.
+
+    Args:
+        schema: keypoint schema; gives K + 1 heatmap and 2L PAF channels. Kept as ``self.schema``.
+        num_refinement_stages: refinement stages after stage 1 (CMU: 5).
+
+    Shapes: ``forward(x (B, 3, H, W) float32)`` with H, W multiples of 8 returns ``1 +
+    num_refinement_stages`` pairs ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``.
+    """
+
+    def __init__(self, schema: KeypointSchema, *, num_refinement_stages: int = 5) -> None:
+        super().__init__()
+        self.schema = schema
+        self.stride = STRIDE
+        self.num_heatmaps, self.num_pafs = _num_outputs(schema)
+        channels = 128
+        self.backbone = VGG19Trunk()
+        self.cpm = nn.Sequential(
+            nn.Conv2d(self.backbone.out_channels, 256, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
+        self.initial_stage = OpenPoseStage(
+            channels, self.num_heatmaps, self.num_pafs, refinement=False
+        )
+        self.refinement_stages = nn.ModuleList(
+            OpenPoseStage(
+                channels + self.num_heatmaps + self.num_pafs,
+                self.num_heatmaps,
+                self.num_pafs,
+                refinement=True,
+            )
+            for _ in range(_num_stages(num_refinement_stages))
+        )
+        init_weights(self)
+
+    @property
+    def num_refinement_stages(self) -> int:
+        """Number of refinement stages (``len(forward(x)) - 1``)."""
+        return len(self.refinement_stages)
+
+    def forward(self, x: torch.Tensor) -> StageOutputs:
+        """``x (B, 3, H, W)`` -> list of ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``."""
+        _check_input(x)
+        features = self.cpm(self.backbone(x))
+        outputs = [self.initial_stage(features)]
+        for stage in self.refinement_stages:
+            heatmaps, pafs = outputs[-1]
+            outputs.append(stage(torch.cat([pafs, heatmaps, features], dim=1)))
+        return outputs

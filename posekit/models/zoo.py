@@ -1,0 +1,349 @@
+"""Named models and their published weights: the one table of bottom-up models.
+
+- ``MODELS``: model name -> ``ModelEntry`` (keyword-only builder, published weights);
+  ``WEIGHTS``: weights name -> ``WeightsInfo``. Both refuse duplicate names.
+- ``build_model(name, schema, ...)`` builds by name, optionally with weights;
+  ``from_pretrained(weights)`` builds the model a set of published weights was trained as.
+- ``load_weights`` loads published weights (downloaded once into the cache, sha256 verified) or a
+  checkpoint file; ``load_lwop_checkpoint`` loads the published Lightweight OpenPose training
+  checkpoint format. Download, cache and checked loading live in ``models.weights``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from torch import nn
+
+from posekit.errors import ConfigError
+from posekit.models.bottomup import LightweightOpenPose, OpenPoseVGG19
+from posekit.models.weights import (
+    CheckpointError,
+    InputSpec,
+    LoadResult,
+    WeightsDownloadError,
+    WeightsInfo,
+    download_weights,
+    load_checkpoint_into,
+    same_channel_layout,
+)
+from posekit.schema import KeypointSchema
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MODELS",
+    "WEIGHTS",
+    "CheckpointError",
+    "InputSpec",
+    "LoadResult",
+    "ModelEntry",
+    "WeightsDownloadError",
+    "WeightsInfo",
+    "build_model",
+    "download_weights",
+    "from_pretrained",
+    "load_lwop_checkpoint",
+    "load_weights",
+    "lwop_mobilenet",
+    "openpose_vgg19",
+]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One named model: its builder (keyword-only, torchvision style) and published weights."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    weights: tuple[WeightsInfo, ...]
+    description: str
+
+
+# ---------------------------------------------------------------- builders
+
+
+Weights = str | Path | WeightsInfo
+"""Published weights (a ``WeightsInfo`` or a ``WEIGHTS`` name) or a local checkpoint file."""
+
+
+def lwop_mobilenet(
+    *,
+    schema: KeypointSchema | str | None = None,
+    num_refinement_stages: int | None = None,
+    weights: Weights | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> LightweightOpenPose:
+    """Lightweight OpenPose with a MobileNetV1 trunk (``bottomup.LightweightOpenPose``).
+
+    ``weights="lwop_mobilenet_coco"`` gives the published network (schema ``openpose18``, one
+    refinement stage). See ``build_model`` for the arguments.
+    """
+    return _build(
+        "lwop_mobilenet",
+        LightweightOpenPose,
+        schema,
+        num_refinement_stages,
+        weights,
+        cache_dir,
+        progress,
+    )
+
+
+def openpose_vgg19(
+    *,
+    schema: KeypointSchema | str | None = None,
+    num_refinement_stages: int | None = None,
+    weights: Weights | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> OpenPoseVGG19:
+    """OpenPose (CMU) with a VGG19 trunk (``bottomup.OpenPoseVGG19``, 5 refinement stages by
+    default). See ``build_model`` for the arguments.
+    """
+    return _build(
+        "openpose_vgg19", OpenPoseVGG19, schema, num_refinement_stages, weights, cache_dir, progress
+    )
+
+
+_LWOP_COCO = WeightsInfo(
+    name="lwop_mobilenet_coco",
+    model="lwop_mobilenet",
+    url=(
+        "https://download.01.org/opencv/openvino_training_extensions/models/"
+        "human_pose_estimation/checkpoint_iter_370000.pth"
+    ),
+    # Not pinned yet: the file was not reachable when this table was written. Pin it with the
+    # digest that the first download logs, after checking the file (``reported_ap`` on val2017).
+    sha256=None,
+    file_name="checkpoint_iter_370000.pth",
+    schema_name="openpose18",
+    num_refinement_stages=1,
+    num_values=4_108_978,  # ../shared/weights/lwop_checkpoint_keys.tsv
+    input=InputSpec(
+        color_order="BGR",
+        mean=128.0,
+        scale=1 / 256,
+        pad_value=0.0,
+        stride=8,
+        height=256,  # demo.py
+        eval_height=368,  # val.py
+    ),
+    reported_ap=0.40,
+    reported_on="COCO val2017, single scale, no flip",
+    source="https://github.com/Daniil-Osokin/lightweight-human-pose-estimation.pytorch",
+    license="Apache-2.0",
+)
+
+
+def _unique_table(items: tuple[Any, ...], what: str) -> Mapping[str, Any]:
+    """Read-only ``{item.name: item}``; a repeated name is a programming error."""
+    table: dict[str, Any] = {}
+    for item in items:
+        if item.name in table:
+            raise ValueError(f"duplicate {what} name {item.name!r} in posekit.models.zoo")
+        table[item.name] = item
+    return MappingProxyType(table)
+
+
+MODELS: Mapping[str, ModelEntry] = _unique_table(
+    (
+        ModelEntry(
+            name="lwop_mobilenet",
+            builder=lwop_mobilenet,
+            weights=(_LWOP_COCO,),
+            description="Lightweight OpenPose, MobileNetV1 trunk, ~4.1M parameters",
+        ),
+        ModelEntry(
+            name="openpose_vgg19",
+            builder=openpose_vgg19,
+            weights=(),
+            description="OpenPose (CMU), VGG19 trunk, 7x7 refinement stages, ~52M parameters",
+        ),
+    ),
+    "model",
+)
+"""The named models, in one table; tests iterate over it."""
+
+WEIGHTS: Mapping[str, WeightsInfo] = _unique_table(
+    tuple(w for entry in MODELS.values() for w in entry.weights), "weights"
+)
+"""Every published weights record by name."""
+
+
+def _is_published(weights: object) -> bool:
+    return isinstance(weights, WeightsInfo) or (isinstance(weights, str) and weights in WEIGHTS)
+
+
+def _weights_info(weights: str | WeightsInfo) -> WeightsInfo:
+    if isinstance(weights, WeightsInfo):
+        return weights
+    if weights in WEIGHTS:
+        return WEIGHTS[weights]
+    if weights in MODELS and MODELS[weights].weights:
+        return MODELS[weights].weights[0]
+    raise ConfigError(f"unknown weights {weights!r}; available: {sorted(WEIGHTS)}")
+
+
+def build_model(
+    name: str,
+    schema: KeypointSchema | str | None = None,
+    *,
+    num_refinement_stages: int | None = None,
+    pretrained: Weights | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> nn.Module:
+    """Build a zoo model by name, optionally loading weights.
+
+    Args:
+        name: a key of ``MODELS`` (``lwop_mobilenet``, ``openpose_vgg19``).
+        schema: the keypoint schema, or a built-in name / YAML path; may be omitted when
+            ``pretrained`` names published weights (their schema is used). With published
+            weights it must give the same channel layout as theirs.
+        num_refinement_stages: default: the weights' count, else the model's default.
+        pretrained: published weights (``WeightsInfo`` or a ``WEIGHTS`` name, downloaded to the
+            cache), or a local checkpoint file.
+        cache_dir, progress: see ``weights.download_weights``.
+
+    Raises:
+        ConfigError: unknown name, or a schema / stage count that contradicts the weights.
+        CheckpointError: the checkpoint cannot be read or does not fit the model.
+        WeightsDownloadError: the weights are not cached and cannot be downloaded.
+    """
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; available: {sorted(MODELS)}")
+    return MODELS[name].builder(
+        schema=schema,
+        num_refinement_stages=num_refinement_stages,
+        weights=pretrained,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+
+
+def _build(
+    name: str,
+    cls: Callable[..., Any],
+    schema: KeypointSchema | str | None,
+    num_refinement_stages: int | None,
+    weights: Weights | None,
+    cache_dir: str | Path | None,
+    progress: bool,
+) -> Any:
+    """The shared body of the builders: check the arguments against the weights, build, load."""
+    info = _weights_info(weights) if _is_published(weights) else None
+    if weights is not None and info is None and not Path(weights).is_file():
+        raise ConfigError(
+            f"weights {str(weights)!r} are neither published weights ({sorted(WEIGHTS)}) nor an "
+            f"existing checkpoint file"
+        )
+    if info is not None:
+        if info.model != name:
+            raise ConfigError(f"weights {info.name!r} are for model {info.model!r}, not {name!r}")
+        if num_refinement_stages not in (None, info.num_refinement_stages):
+            raise ConfigError(
+                f"weights {info.name!r} have {info.num_refinement_stages} refinement stage(s); "
+                f"got num_refinement_stages={num_refinement_stages}"
+            )
+        num_refinement_stages = info.num_refinement_stages
+        schema = info.schema if schema is None else schema
+    if schema is None:
+        raise ConfigError(f"{name}: a schema is needed (no published weights given)")
+    schema = KeypointSchema.load(schema)
+    if info is not None and not same_channel_layout(schema, info.schema):
+        raise ConfigError(
+            f"weights {info.name!r} were trained for schema {info.schema_name!r} "
+            f"({info.schema.num_keypoints} keypoints, {info.schema.num_limbs} limbs in its "
+            f"order); schema {schema.name!r} has another channel layout. Omit the schema or pass "
+            f"KeypointSchema.named({info.schema_name!r})"
+        )
+    stages = (
+        {} if num_refinement_stages is None else {"num_refinement_stages": num_refinement_stages}
+    )
+    model = cls(schema, **stages)
+    if weights is not None:
+        load_weights(model, weights, cache_dir=cache_dir, progress=progress)
+    return model
+
+
+def from_pretrained(
+    weights: str | WeightsInfo = "lwop_mobilenet_coco",
+    *,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> nn.Module:
+    """The model the published ``weights`` (a ``WEIGHTS`` name, a model name, or a record) were
+    trained as, with the weights loaded; ``model.schema`` is the weights' schema.
+
+    The file is downloaded once into the cache directory (see ``download_weights``).
+    """
+    info = _weights_info(weights)
+    return build_model(info.model, pretrained=info, cache_dir=cache_dir, progress=progress)
+
+
+def load_weights(
+    model: nn.Module,
+    weights: str | Path | WeightsInfo | Mapping[str, Any],
+    *,
+    strict: bool = True,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> LoadResult:
+    """Load weights into ``model`` in place.
+
+    Args:
+        model: a zoo model (its ``schema`` is checked against the weights').
+        weights: published weights (``WeightsInfo`` or a ``WEIGHTS`` name; downloaded and cached),
+            a checkpoint file, or a checkpoint / state dict already in memory.
+        strict: every key must match in name and shape (default). ``False`` loads what fits and
+            logs what does not, e.g. to start training on a new schema from published weights.
+        cache_dir, progress: see ``download_weights``.
+
+    Raises:
+        CheckpointError: unreadable file, or (strict) a checkpoint that does not fit, with the
+            reason (head channels vs the schema's K+1 / 2L, number of refinement stages, keys).
+    """
+    if _is_published(weights):
+        info = _weights_info(weights)
+        schema = getattr(model, "schema", None)
+        if strict and schema is not None and not same_channel_layout(schema, info.schema):
+            raise CheckpointError(
+                f"weights {info.name!r} are for schema {info.schema_name!r}; the model has schema "
+                f"{schema.name!r} with another channel layout"
+            )
+        weights = download_weights(info, cache_dir=cache_dir, progress=progress)
+    return load_checkpoint_into(model, weights, strict=strict)
+
+
+def load_lwop_checkpoint(
+    path_or_state: str | Path | Mapping[str, Any],
+    model: LightweightOpenPose,
+    *,
+    strict: bool = True,
+) -> LoadResult:
+    """Load the published Lightweight OpenPose training checkpoint (or one of its layout).
+
+    ``LightweightOpenPose``'s ``state_dict()`` keys are the published ones (``model.*``, ``cpm.*``,
+    ``initial_stage.*``, ``refinement_stages.N.*``), so the conversion is: read the file with
+    ``torch.load(weights_only=True)``, take its ``state_dict`` entry, check every key and shape,
+    load. The published file fits ``LightweightOpenPose(KeypointSchema.named("openpose18"),
+    num_refinement_stages=1)``. See ``load_weights`` for ``strict`` and the errors.
+    """
+    if not isinstance(model, LightweightOpenPose):
+        raise TypeError(f"expected a LightweightOpenPose model, got {type(model).__name__}")
+    published = _LWOP_COCO.schema
+    if not same_channel_layout(model.schema, published):
+        logger.warning(
+            "the published Lightweight OpenPose checkpoint has the %s channel layout; the model's "
+            "schema %r differs, so the checkpoint must have been trained for that schema",
+            published.name,
+            model.schema.name,
+        )
+    return load_weights(model, path_or_state, strict=strict)
