@@ -1,0 +1,387 @@
+"""Bottom-up grouping: PAF limb scores, per-limb matching, and assembly of peaks into instances.
+
+Dimension glossary: K keypoint types, L limbs, P peaks (all types), M candidate pairs, T samples per
+limb, C instances. All geometry is in **output-map pixels** (pixel centers at integer coordinates);
+the caller maps results to another frame.
+
+The steps (called in this order by ``PafCodec.decode``); none depends on a root keypoint:
+
+1. ``score_limbs``: every (src peak, dst peak) pair of every limb, scored in one vectorized pass.
+   The PAF is sampled bilinearly at T points of the segment; the score is the mean alignment of the
+   samples with the segment direction plus OpenPose's distance prior, and a pair is a candidate only
+   if a fraction ``min_fraction`` of its samples are aligned above ``min_score`` (OpenPose's test).
+   An exact cheap test on a boolean "support" map rejects most pairs before the bilinear sampling.
+2. ``match_limbs``: per limb, a greedy one-to-one matching by descending score, for all limbs at
+   once by rounds of mutual-best selection (which picks exactly what the sequential greedy picks).
+3. ``assemble``: each matched connection joins its two peaks and instances are the connected
+   components, so a person whose root (e.g. the neck) is missing is still one instance when its
+   parts are linked by any limbs. A component that holds two peaks of one type (a wrong
+   connection; possible with loop-closing limbs and imperfect maps) is rebuilt limb by limb in
+   grouping order, refusing every merge that would repeat a keypoint type.
+4. ``merge_fragments``: parts of one person with no limb between them (a wrist whose elbow is
+   hidden, the legs of a person without a neck) are separate components. Two instances that share
+   no keypoint type merge when their union is anatomically possible: every keypoint pair (a, b)
+   satisfies ``|a - b| <= reach * hops(a, b) * longest limb found in either`` (``hops``: limbs
+   between the two types in the skeleton). Partners are chosen by rounds of mutual best on the
+   distance of their skeleton-closest keypoint pair, relative to ``hops * longest limb``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components, shortest_path
+
+from posekit.codecs.peaks import Peaks
+from posekit.data.transforms import transform_points
+from posekit.structures import Pose
+
+_MAX_MERGE_PAIRS = 20_000
+"""Fragment merging examines at most this many instance pairs per round (the closest ones): a
+bound on time and memory, (pairs, K, K) arrays, that only noisy maps with hundreds of fragments
+reach (50 people give a few hundred pairs)."""
+
+
+@dataclass(frozen=True)
+class LimbPairs:
+    """Scored (src peak, dst peak) pairs of limbs: candidates, or matched connections.
+
+    Attributes:
+        limb: (E,) int64 limb index.
+        src, dst: (E,) int64 peak indices (into ``Peaks``) of the limb's src / dst keypoint.
+        score: (E,) float32 mean PAF alignment + distance prior.
+    """
+
+    limb: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    score: np.ndarray
+
+    @staticmethod
+    def empty() -> LimbPairs:
+        """No pairs."""
+        none = np.zeros(0, dtype=np.int64)
+        return LimbPairs(none, none, none, np.zeros(0, dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class LimbScoring:
+    """Parameters of the PAF line integral (defaults of OpenPose / Lightweight OpenPose)."""
+
+    samples: int = 10
+    min_score: float = 0.05
+    min_fraction: float = 0.8
+
+
+def score_limbs(
+    pafs: np.ndarray,
+    peaks: Peaks,
+    limb_src: np.ndarray,
+    limb_dst: np.ndarray,
+    params: LimbScoring,
+) -> LimbPairs:
+    """Candidate pairs of every limb with their PAF scores.
+
+    Args:
+        pafs: (2L, H, W) float32 part affinity fields (x, y per limb).
+        peaks: the keypoint peaks (output-map pixels).
+        limb_src, limb_dst: (L,) keypoint type of each limb's ends.
+        params: sampling parameters.
+
+    Returns:
+        The pairs that pass both criteria.
+    """
+    _, h, w = pafs.shape
+    counts = peaks.counts
+    n_src, n_dst = counts[limb_src], counts[limb_dst]
+    n_pairs = n_src * n_dst
+    total = int(n_pairs.sum())
+    if total == 0:
+        return LimbPairs.empty()
+    limb = np.repeat(np.arange(len(limb_src)), n_pairs)
+    local = np.arange(total) - np.repeat(np.cumsum(n_pairs) - n_pairs, n_pairs)
+    src = peaks.starts[limb_src[limb]] + local // n_dst[limb]
+    dst = peaks.starts[limb_dst[limb]] + local % n_dst[limb]
+
+    a = peaks.xy[src]
+    delta = peaks.xy[dst] - a
+    length = np.sqrt((delta**2).sum(axis=1))
+    unit = delta / np.maximum(length, 1e-6)[:, None]  # coincident peaks: alignment 0, rejected
+    t_all = np.linspace(0.0, 1.0, params.samples, dtype=np.float32)
+    allowed_misses = int(np.floor(params.samples * (1.0 - params.min_fraction) + 1e-6))
+
+    # Cheap exact rejection before the full integral: a sample can only be aligned above
+    # min_score if a corner of its bilinear cell has a PAF norm above min_score (the "support"),
+    # so a pair with more than allowed_misses samples off the support cannot pass.
+    if params.min_score >= 0:
+        support = _support(pafs, params.min_score).reshape(-1)
+        cells = _cells(limb, a, delta, t_all, h, w)
+        on = support[cells].sum(axis=1)
+        alive = np.nonzero(on >= params.samples - allowed_misses)[0]
+        limb, src, dst, a, delta, unit, length = (
+            v[alive] for v in (limb, src, dst, a, delta, unit, length)
+        )
+
+    align = _alignment(pafs, limb, a, delta, unit, t_all)
+    fraction = (align > params.min_score).mean(axis=1)
+    # OpenPose's distance prior: limbs longer than half the map height are penalised.
+    prior = np.minimum(0.5 * h / np.maximum(length, 1e-6) - 1.0, 0.0)
+    score = align.mean(axis=1) + prior
+    ok = (fraction >= params.min_fraction - 1e-6) & (score > 0)
+    return LimbPairs(limb[ok], src[ok], dst[ok], score[ok].astype(np.float32))
+
+
+def _support(pafs: np.ndarray, min_score: float) -> np.ndarray:
+    """(L, H, W) bool: some corner of the bilinear cell starting here has |PAF| > min_score."""
+    norm2 = pafs[0::2] ** 2 + pafs[1::2] ** 2
+    big = norm2 > max(min_score, 0.0) ** 2
+    out = big.copy()
+    out[:, :, :-1] |= big[:, :, 1:]
+    out[:, :-1, :] |= out[:, 1:, :]
+    return out
+
+
+def _cells(
+    limb: np.ndarray, a: np.ndarray, delta: np.ndarray, t: np.ndarray, h: int, w: int
+) -> np.ndarray:
+    """(M, T) int32 flat index (limb, y, x) of the cell whose corner starts each sample's bilinear
+    neighbourhood, i.e. floor of the sample point clipped into the map."""
+    xs = np.clip(a[:, 0:1] + t * delta[:, 0:1], 0, w - 1).astype(np.int32)
+    ys = np.clip(a[:, 1:2] + t * delta[:, 1:2], 0, h - 1).astype(np.int32)
+    cells = ys * w + xs
+    cells += (limb * (h * w)).astype(np.int32)[:, None]
+    return cells
+
+
+def _alignment(
+    pafs: np.ndarray,
+    limb: np.ndarray,
+    a: np.ndarray,
+    delta: np.ndarray,
+    unit: np.ndarray,
+    t: np.ndarray,
+) -> np.ndarray:
+    """(M, T) dot product of the bilinearly sampled PAF with each pair's direction."""
+    n, h, w = pafs.shape
+    # Per limb an (H+1, W+1, 2) copy: x, y interleaved (one gather reads both) and one extra
+    # zero row and column, so the +1 corners of a sample on the last row/column (weight 0) exist.
+    padded = np.zeros((n // 2, h + 1, w + 1, 2), dtype=np.float32)
+    padded[:, :h, :w, 0] = pafs[0::2]
+    padded[:, :h, :w, 1] = pafs[1::2]
+    flat = padded.reshape(-1, 2)
+    x = np.clip(a[:, 0:1] + t * delta[:, 0:1], 0, w - 1)
+    y = np.clip(a[:, 1:2] + t * delta[:, 1:2], 0, h - 1)
+    x0, y0 = x.astype(np.int32), y.astype(np.int32)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    base = y0 * (w + 1) + x0
+    base += (limb * ((h + 1) * (w + 1))).astype(np.int32)[:, None]
+    top = flat[base] * (1 - fx) + flat[base + 1] * fx
+    bottom = flat[base + (w + 1)] * (1 - fx) + flat[base + (w + 2)] * fx
+    v = top * (1 - fy) + bottom * fy  # (M, T, 2)
+    return v[..., 0] * unit[:, 0:1] + v[..., 1] * unit[:, 1:2]
+
+
+def match_limbs(
+    candidates: LimbPairs, peaks: Peaks, limb_src: np.ndarray, limb_dst: np.ndarray
+) -> LimbPairs:
+    """Greedy one-to-one matching per limb (descending score), all limbs at once.
+
+    Rounds of mutual-best selection on an (L, A, B) score table: a pair that is the best remaining
+    one of both its peaks is a pair the sequential greedy takes, and every round takes at least
+    the best remaining pair (``argmax`` breaks ties by the first index on both axes).
+    """
+    if len(candidates.limb) == 0:
+        return LimbPairs.empty()
+    limb = candidates.limb
+    i = candidates.src - peaks.starts[limb_src[limb]]
+    k = candidates.dst - peaks.starts[limb_dst[limb]]
+    table = np.full((len(limb_src), int(i.max()) + 1, int(k.max()) + 1), -np.inf, np.float32)
+    table[limb, i, k] = candidates.score
+    chosen = []
+    while True:
+        row_best = table.argmax(axis=2)  # (L, A)
+        col_best = table.argmax(axis=1)  # (L, B)
+        row_max = np.take_along_axis(table, row_best[..., None], axis=2)[..., 0]
+        li, ai = np.nonzero(np.isfinite(row_max))
+        bi = row_best[li, ai]
+        mutual = col_best[li, bi] == ai
+        li, ai, bi = li[mutual], ai[mutual], bi[mutual]
+        if len(li) == 0:
+            break
+        chosen.append((li, ai, bi, row_max[li, ai]))
+        table[li, ai, :] = -np.inf
+        table[li, :, bi] = -np.inf
+    li, ai, bi, sc = (np.concatenate(v) for v in zip(*chosen, strict=True))
+    return LimbPairs(
+        limb=li,
+        src=peaks.starts[limb_src[li]] + ai,
+        dst=peaks.starts[limb_dst[li]] + bi,
+        score=sc.astype(np.float32),
+    )
+
+
+def assemble(connections: LimbPairs, peaks: Peaks, num_types: int) -> np.ndarray:
+    """Instances from matched connections: ``(C, K)`` int64 peak index per type, -1 when absent."""
+    n = len(peaks.kind)
+    if n == 0:
+        return np.zeros((0, num_types), dtype=np.int64)
+    graph = coo_matrix(
+        (np.ones(len(connections.src)), (connections.src, connections.dst)), shape=(n, n)
+    )
+    _, label = connected_components(graph, directed=False)
+    # A component holding two peaks of one type was joined by an inconsistent connection.
+    per_type = np.bincount(label * num_types + peaks.kind, minlength=(label.max() + 1) * num_types)
+    bad = np.unique(label[per_type[label * num_types + peaks.kind] > 1])
+    if len(bad):
+        label = _rebuild(connections, peaks, label, bad, num_types)
+    _, label = np.unique(label, return_inverse=True)
+    slots = np.full((label.max() + 1, num_types), -1, dtype=np.int64)
+    slots[label, peaks.kind] = np.arange(n)
+    return slots
+
+
+def _rebuild(
+    connections: LimbPairs, peaks: Peaks, label: np.ndarray, bad: np.ndarray, num_types: int
+) -> np.ndarray:
+    """Re-join the peaks of conflicting components limb by limb, refusing type-repeating merges.
+
+    Within one limb the accepted merges are disjoint pairs of groups (a group holds at most one
+    peak of the limb's src type, used by at most one connection), so each limb is one vectorized step.
+    """
+    label = label.copy()
+    in_bad = np.isin(label, bad)
+    members = np.nonzero(in_bad)[0]
+    label[members] = members + label.max() + 1  # every affected peak alone, fresh ids
+    occupied = np.zeros((label.max() + 1, num_types), dtype=bool)
+    occupied[label, peaks.kind] = True
+    keep = in_bad[connections.src]
+    for j in np.unique(connections.limb[keep]):
+        sel = keep & (connections.limb == j)
+        ga, gb = label[connections.src[sel]], label[connections.dst[sel]]
+        ok = (ga != gb) & ~(occupied[ga] & occupied[gb]).any(axis=1)
+        ga, gb = ga[ok], gb[ok]
+        occupied[ga] |= occupied[gb]
+        remap = np.arange(len(occupied))
+        remap[gb] = ga
+        label = remap[label]
+    return label
+
+
+def merge_fragments(
+    slots: np.ndarray,
+    xy: np.ndarray,
+    hops: np.ndarray,
+    limb_src: np.ndarray,
+    limb_dst: np.ndarray,
+    reach: float,
+) -> np.ndarray:
+    """Merge instances that share no keypoint type and lie within reach of each other.
+
+    Args:
+        slots: (C, K) peak index per type (-1 absent), from :func:`assemble`.
+        xy: (P, 2) peak positions.
+        hops: (K, K) float skeleton distance in limbs (``inf`` on the diagonal).
+        limb_src, limb_dst: (L,) limb ends, to measure each instance's longest limb.
+        reach: merge only when ``|a - b| <= reach * hops(a, b) * longest limb`` for every
+            keypoint pair (see the module docstring); 0 disables merging.
+
+    Returns:
+        (C', K) slots after merging.
+    """
+    if reach <= 0:
+        return slots
+    while len(slots) > 1:
+        found = slots >= 0
+        pos = np.where(found[..., None], xy[np.maximum(slots, 0)], np.float32(np.nan))  # (C,K,2)
+        limbs = np.sqrt(((pos[:, limb_src] - pos[:, limb_dst]) ** 2).sum(axis=2))  # (C, L)
+        scale = np.where(np.isnan(limbs), -1.0, limbs).max(axis=1, initial=-1.0)
+        overlap = found.astype(np.int32) @ found.T.astype(np.int32)
+        ci, cj = np.nonzero(np.triu(overlap == 0, k=1))
+        pair_scale = np.maximum(scale[ci], scale[cj])
+        # Necessary for feasibility, cheap: one keypoint pair (each one's first) within reach.
+        first = found.argmax(axis=1)
+        rep = pos[np.arange(len(slots)), first]
+        gap = np.sqrt(((rep[ci] - rep[cj]) ** 2).sum(axis=1)) / hops[first[ci], first[cj]]
+        ok = (pair_scale > 0) & (gap <= reach * pair_scale)
+        ci, cj, pair_scale, gap = ci[ok], cj[ok], pair_scale[ok], gap[ok]
+        if len(ci) == 0:
+            break
+        if len(ci) > _MAX_MERGE_PAIRS:  # noise: keep the pairs closest by the cheap test
+            closest = np.argpartition(gap / pair_scale, _MAX_MERGE_PAIRS)[:_MAX_MERGE_PAIRS]
+            ci, cj, pair_scale = ci[closest], cj[closest], pair_scale[closest]
+        dist = np.sqrt(((pos[ci][:, :, None] - pos[cj][:, None, :]) ** 2).sum(axis=3))  # (M,K,K)
+        valid = ~np.isnan(dist)
+        # feasible: every keypoint pair is within reach (no limb longer than the longest found)
+        spread = np.where(valid, dist / hops, -np.inf).max(axis=(1, 2)) / pair_scale
+        ok = spread <= reach
+        # preference: distance over hops of the pair closest in the skeleton (most constraining)
+        near_hops = np.where(valid, hops, np.inf).min(axis=(1, 2))
+        nearest = valid & (hops == near_hops[:, None, None])
+        ratio = np.where(nearest, dist, np.inf).min(axis=(1, 2)) / near_hops / pair_scale
+        ci, cj, ratio = ci[ok], cj[ok], ratio[ok]
+        if len(ci) == 0:
+            break
+        # Mutual best on unique ranks (ties broken by pair order): each instance's best partner
+        # must choose it back; the best pair overall always does, so every round merges.
+        rank = np.empty(len(ci), dtype=np.int64)
+        rank[np.lexsort((cj, ci, ratio))] = np.arange(len(ci))
+        best = np.full(len(slots), len(ci))
+        np.minimum.at(best, ci, rank)
+        np.minimum.at(best, cj, rank)
+        take = (rank == best[ci]) & (rank == best[cj])
+        ci, cj = ci[take], cj[take]
+        slots[ci] = np.maximum(slots[ci], slots[cj])
+        slots = np.delete(slots, cj, axis=0)
+    return slots
+
+
+def to_poses(
+    slots: np.ndarray,
+    peaks: Peaks,
+    affine: np.ndarray | None,
+    min_keypoints: int,
+    min_score: float,
+) -> list[Pose]:
+    """Poses of the instances, by descending score, dropping the small and the unsure ones.
+
+    Args:
+        slots: (C, K) peak index per type (-1 absent).
+        peaks: the peaks (output-map pixels).
+        affine: optional (2, 3) matrix from output-map pixels to the frame of the poses.
+        min_keypoints, min_score: drop instances with fewer keypoints or a lower score.
+
+    Returns:
+        Poses with keypoints (K, 3): x, y and the peak score (clipped to [0, 1]), (0, 0, 0) when
+        absent; score = the mean keypoint score over all K types; bbox of the found keypoints.
+    """
+    found = slots >= 0
+    kpts = np.zeros((*slots.shape, 3), dtype=np.float32)
+    if len(peaks.xy):
+        pts = peaks.xy[np.maximum(slots, 0)].astype(np.float64)
+        kpts[..., :2] = pts if affine is None else transform_points(pts, affine)
+        kpts[..., 2] = np.clip(peaks.score[np.maximum(slots, 0)], 0.0, 1.0)
+    kpts[~found] = 0.0
+    score = kpts[..., 2].mean(axis=1)
+    keep = np.nonzero((found.sum(axis=1) >= min_keypoints) & (score >= min_score))[0]
+    keep = keep[np.argsort(-score[keep], kind="stable")]
+    lo = np.where(found[..., None], kpts[..., :2], np.inf).min(axis=1)
+    hi = np.where(found[..., None], kpts[..., :2], -np.inf).max(axis=1)
+    boxes = np.concatenate([lo, hi], axis=1).astype(np.float32)
+    return [Pose(keypoints=kpts[i], score=float(score[i]), bbox=boxes[i]) for i in keep]
+
+
+def skeleton_hops(num_types: int, limb_src: np.ndarray, limb_dst: np.ndarray) -> np.ndarray:
+    """(K, K) number of limbs between keypoint types; ``inf`` on the diagonal.
+
+    Types in different skeleton components get one more than the longest finite distance, so
+    the fragment merge can still join the parts of a disconnected skeleton.
+    """
+    adjacency = np.zeros((num_types, num_types))
+    adjacency[limb_src, limb_dst] = 1.0
+    hops = shortest_path(adjacency, unweighted=True, directed=False)
+    finite = hops[np.isfinite(hops)]
+    hops[~np.isfinite(hops)] = finite.max() + 1.0
+    np.fill_diagonal(hops, np.inf)
+    return hops

@@ -1,0 +1,195 @@
+"""Peak finding on heatmaps: local maxima above a threshold, with optional upsampling and sub-pixel
+refinement.
+
+Dimension glossary: C channels (keypoint types), H x W map rows x columns, P peaks, f upsampling factor.
+
+Coordinates are **map pixels** of the maps given to :func:`find_peaks`, with pixel centers at integer
+coordinates (the cv2 convention used everywhere in posekit). When the maps are upsampled by an
+integer factor ``f`` (cv2 cubic, half-pixel aligned), a peak at upsampled pixel ``u`` is reported at
+``(u - (f - 1) / 2) / f`` in the original map's pixels, so the frame of the result never depends on
+``f``.
+
+Refinement fits a parabola to the log heatmap along x and along y through the peak and its two
+neighbours. That is exact for an isotropic Gaussian blob (the PAF codec's targets), and it is what the
+DARK heatmap decoder does without the Hessian's cross terms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+_LOG_FLOOR = 1e-10
+"""Heatmap values are floored here before the log (log(0) is undefined; any tiny value works)."""
+
+_CV_MAX_CHANNELS = 512
+"""cv2.resize handles at most CV_CN_MAX = 512 interleaved channels per call."""
+
+_UPSAMPLED_MIN_DISTANCE = 1.0
+"""On upsampled maps, a peak closer than this (map pixels, i.e. one cell of the searched maps
+before upsampling) to a higher one of its channel is dropped. Cubic upsampling rings, which makes
+spurious local maxima next to real ones, mostly at the map border. Lightweight OpenPose uses 6 input
+pixels at stride 8 (0.75), which leaves more of them."""
+
+# 8-neighbourhood offsets (dy, dx); the ones before the center in raster order are compared
+# strictly so that a plateau of equal values yields exactly one peak (its first cell).
+_NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """Local maxima of a stack of heatmaps, grouped by channel.
+
+    Attributes:
+        xy: (P, 2) float32 — x, y in pixels of the (not upsampled) maps.
+        score: (P,) float32 — heatmap value at the peak (the fitted maximum when refined).
+        kind: (P,) int64 — channel of each peak; sorted ascending, and by descending score within
+            one channel.
+        starts: (C + 1,) int64 — peaks of channel c are ``starts[c]:starts[c + 1]``.
+    """
+
+    xy: np.ndarray
+    score: np.ndarray
+    kind: np.ndarray
+    starts: np.ndarray
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(C,) int64 number of peaks per channel."""
+        return np.diff(self.starts)
+
+
+def upsample_maps(maps: np.ndarray, factor: int) -> np.ndarray:
+    """Bicubic upsampling ``(C, H, W) -> (C, f*H, f*W)`` float32, half-pixel aligned (cv2)."""
+    if factor == 1:
+        return maps
+    c, h, w = maps.shape
+    out = np.empty((c, h * factor, w * factor), dtype=np.float32)
+    for start in range(0, c, _CV_MAX_CHANNELS):
+        chunk = np.ascontiguousarray(maps[start : start + _CV_MAX_CHANNELS].transpose(1, 2, 0))
+        up = cv2.resize(chunk, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC)
+        out[start : start + _CV_MAX_CHANNELS] = up.reshape(h * factor, w * factor, -1).transpose(
+            2, 0, 1
+        )
+    return out
+
+
+def find_peaks(
+    maps: np.ndarray,
+    threshold: float,
+    *,
+    upsample: int = 1,
+    refine: bool = True,
+    max_per_channel: int | None = None,
+) -> Peaks:
+    """Local maxima (8-neighbourhood) above ``threshold`` of each channel of ``maps``.
+
+    Args:
+        maps: (C, H, W) float32 heatmaps; not modified.
+        threshold: minimum heatmap value of a peak.
+        upsample: integer factor; > 1 upsamples the maps (bicubic) before the search.
+        refine: sub-pixel refinement by a log-parabola fit (at the searched resolution).
+        max_per_channel: keep only this many highest peaks per channel (None: all).
+
+    Returns:
+        :class:`Peaks` in pixels of the given (not upsampled) maps.
+    """
+    search = upsample_maps(maps, upsample)
+    c, h, w = search.shape
+    # Only cells above the threshold can be peaks: compare those few with their neighbours.
+    kind, ys, xs = np.nonzero(search > threshold)
+    pad = 2  # refinement at a border reads two pixels inwards; outside the map is -inf
+    padded = np.pad(search, ((0, 0), (pad, pad), (pad, pad)), constant_values=-np.inf)
+    center = search[kind, ys, xs]
+    keep = np.ones(center.shape, dtype=bool)
+    for dy, dx in _NEIGHBOURS:
+        other = padded[kind, ys + pad + dy, xs + pad + dx]
+        keep &= center > other if (dy, dx) < (0, 0) else center >= other
+    kind, ys, xs, center = kind[keep], ys[keep], xs[keep], center[keep]
+
+    x = xs.astype(np.float32)
+    y = ys.astype(np.float32)
+    score = center
+    if refine and len(center):
+        log_c = _log(center)
+        row = padded[kind, ys + pad]  # (P, W + 4): the peak's row
+        col = padded[kind, :, xs + pad]  # (P, H + 4): the peak's column
+        dx, gain_x = _parabola(*(_take(row, xs + pad + o) for o in (-2, -1, 1, 2)), log_c)
+        dy, gain_y = _parabola(*(_take(col, ys + pad + o) for o in (-2, -1, 1, 2)), log_c)
+        x += dx
+        y += dy
+        score = np.exp(log_c + gain_x + gain_y).astype(np.float32)
+    if upsample > 1:  # upsampled pixel u -> map pixel (u - (f - 1) / 2) / f
+        x = (x - (upsample - 1) / 2.0) / upsample
+        y = (y - (upsample - 1) / 2.0) / upsample
+
+    # Sort by channel, then by descending score.
+    order = np.lexsort((-score, kind))
+    xy = np.stack([x[order], y[order]], axis=1).astype(np.float32)
+    kind, score = kind[order], score[order].astype(np.float32)
+    starts = np.searchsorted(kind, np.arange(c + 1)).astype(np.int64)
+    keep = np.ones(len(kind), dtype=bool)
+    if upsample > 1:
+        keep &= _suppress_close(xy, starts, _UPSAMPLED_MIN_DISTANCE)
+    if max_per_channel is not None:  # rank within the channel, among the kept peaks
+        kept = np.cumsum(keep) - 1
+        keep &= kept - (np.concatenate([[0], np.cumsum(keep)])[starts[kind]]) < max_per_channel
+    if not keep.all():
+        xy, kind, score = xy[keep], kind[keep], score[keep]
+        starts = np.searchsorted(kind, np.arange(c + 1)).astype(np.int64)
+    return Peaks(xy=xy, score=score, kind=kind, starts=starts)
+
+
+def _suppress_close(xy: np.ndarray, starts: np.ndarray, radius: float) -> np.ndarray:
+    """(P,) bool: False for a peak within ``radius`` of a higher peak of its channel."""
+    keep = np.ones(len(xy), dtype=bool)
+    for c in np.nonzero(np.diff(starts) > 1)[0]:  # peaks sorted by descending score
+        block = xy[starts[c] : starts[c + 1]]
+        d2 = ((block[:, None] - block[None]) ** 2).sum(axis=2)
+        keep[starts[c] : starts[c + 1]] = ~np.tril(d2 < radius**2, k=-1).any(axis=1)
+    return keep
+
+
+def _take(lines: np.ndarray, index: np.ndarray) -> np.ndarray:
+    return lines[np.arange(len(index)), index]
+
+
+def _log(values: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(values, _LOG_FLOOR))
+
+
+def _parabola(
+    left2: np.ndarray, left: np.ndarray, right: np.ndarray, right2: np.ndarray, log_c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex offset (clipped to +-0.5 px) and log-value gain of a parabola fit to log values.
+
+    Uses the peak and its two neighbours (centered differences). At a map border (a neighbour is
+    -inf) it uses the peak and the two inner pixels instead (one-sided differences), so a blob
+    centred up to half a pixel beyond the last pixel center is still located. Non-concave fits
+    give offset 0 and gain 0.
+    """
+    has_l, has_r = np.isfinite(left), np.isfinite(right)
+    log_l2, log_l, log_r, log_r2 = _log(left2), _log(left), _log(right), _log(right2)
+    # f(t) around the peak: first and second derivatives at t = 0
+    slope = np.where(
+        has_l & has_r,
+        0.5 * (log_r - log_l),
+        np.where(
+            has_l,
+            0.5 * (log_l2 - 4.0 * log_l + 3.0 * log_c),
+            -0.5 * (log_r2 - 4.0 * log_r + 3.0 * log_c),
+        ),
+    )
+    curvature = np.where(
+        has_l & has_r,
+        log_l + log_r - 2.0 * log_c,
+        np.where(has_l, log_l2 - 2.0 * log_l + log_c, log_r2 - 2.0 * log_r + log_c),
+    )
+    one_sided_ok = np.where(has_l, np.isfinite(left2), np.isfinite(right2))
+    ok = (curvature < 0) & (has_l | has_r) & ((has_l & has_r) | one_sided_ok)
+    safe = np.where(ok, curvature, -1.0)
+    offset = np.where(ok, np.clip(-slope / safe, -0.5, 0.5), 0.0)
+    gain = np.where(ok, slope * offset + 0.5 * safe * offset**2, 0.0)
+    return offset.astype(np.float32), gain.astype(np.float32)

@@ -1,0 +1,320 @@
+"""COCO keypoint evaluation (OKS AP/AR with pycocotools) for any schema, and COCO results JSON I/O.
+
+Poses (``structures.Pose``) are in **image pixels** and in **schema order**, virtual keypoints
+included. A COCO results file holds the real keypoints in the **ground-truth file's** keypoint order
+(matched by name), as ``[x1, y1, s1, x2, y2, s2, ...]`` with s the keypoint score, plus
+``image_id``, ``category_id`` and ``score``. Keypoints not found are written as (0, 0, 0), as COCO
+submissions do.
+
+OKS uses the schema's sigmas of the real keypoints (reordered to the file's order), so custom
+datasets are scored with their own sigmas, not COCO's 17.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from posekit.codecs.paf import PafCodec, PafDecodeConfig
+from posekit.data.transforms import compose_affine, invert_affine
+from posekit.errors import ConfigError, DatasetError
+from posekit.schema import KeypointSchema
+from posekit.structures import Pose
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+"""Keys of ``evaluate_coco``'s result, in the order of ``COCOeval.stats`` for keypoints."""
+
+PosesPerImage = Mapping[int, Sequence[Pose]]
+
+
+def poses_to_coco_results(
+    poses_per_image: PosesPerImage,
+    schema: KeypointSchema,
+    *,
+    keypoint_names: Sequence[str] | None = None,
+    category_id: int = 1,
+) -> list[dict[str, Any]]:
+    """COCO results entries (one per pose) from poses in image pixels.
+
+    Args:
+        poses_per_image: image id -> poses, keypoints (K, 3) in schema order.
+        schema: the poses' schema; virtual keypoints are dropped.
+        keypoint_names: keypoint order of the ground-truth file; default the schema's real order.
+        category_id: written into every entry.
+    """
+    index = _file_index(schema, keypoint_names)
+    real = list(schema.real_indices)
+    out = []
+    for image_id, poses in poses_per_image.items():
+        for pose in poses:
+            kpts = np.zeros((len(index), 3), dtype=np.float64)
+            kpts[index] = np.asarray(pose.keypoints, dtype=np.float64)[real]
+            out.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": int(category_id),
+                    "keypoints": [round(float(v), 3) for v in kpts.ravel()],
+                    "score": round(float(pose.score), 6),
+                }
+            )
+    return out
+
+
+def write_coco_results(
+    path: str | Path,
+    poses_per_image: PosesPerImage,
+    schema: KeypointSchema,
+    *,
+    keypoint_names: Sequence[str] | None = None,
+    category_id: int = 1,
+) -> Path:
+    """Write a COCO results JSON (see :func:`poses_to_coco_results`); returns the path."""
+    path = Path(path)
+    results = poses_to_coco_results(
+        poses_per_image, schema, keypoint_names=keypoint_names, category_id=category_id
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results))
+    return path
+
+
+def read_coco_results(
+    path: str | Path, schema: KeypointSchema, *, keypoint_names: Sequence[str] | None = None
+) -> dict[int, list[Pose]]:
+    """Read a COCO results JSON back into poses (schema order, virtual keypoints recomputed).
+
+    Raises:
+        DatasetError: the file is not a list of keypoint results of the schema's length.
+    """
+    path = Path(path)
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read COCO results: {exc}") from None
+    if not isinstance(entries, list):
+        raise DatasetError(
+            f"{path}: COCO results must be a JSON list, got {type(entries).__name__}"
+        )
+    index = _file_index(schema, keypoint_names)
+    real = list(schema.real_indices)
+    out: dict[int, list[Pose]] = {}
+    for n, entry in enumerate(entries):
+        try:
+            flat = np.asarray(entry["keypoints"], dtype=np.float32)
+            image_id, score = int(entry["image_id"]), float(entry["score"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"{path}: entry {n} is not a keypoint result ({exc!r})") from None
+        if flat.size != 3 * len(index):
+            raise DatasetError(
+                f"{path}: entry {n} (image id {image_id}) has {flat.size} keypoint values, "
+                f"expected {3 * len(index)} for schema '{schema.name}'"
+            )
+        kpts = np.zeros((1, schema.num_keypoints, 3), dtype=np.float32)
+        kpts[0, real] = flat.reshape(-1, 3)[index]
+        schema.add_virtual(kpts)
+        found = kpts[0, :, 2] > 0
+        xy = kpts[0, found, :2]
+        bbox = np.concatenate([xy.min(0), xy.max(0)]) if found.any() else np.zeros(4)
+        out.setdefault(image_id, []).append(Pose(kpts[0], score, bbox.astype(np.float32)))
+    return out
+
+
+def evaluate_coco(
+    gt: str | Path | Mapping[str, Any],
+    poses_per_image: PosesPerImage | str | Path,
+    schema: KeypointSchema,
+    *,
+    category_id: int | None = None,
+    results_path: str | Path | None = None,
+    verbose: bool = False,
+) -> dict[str, float]:
+    """COCO keypoint AP/AR (OKS with the schema's sigmas) of poses against a ground-truth file.
+
+    Args:
+        gt: COCO keypoint JSON path, or its loaded dict (not modified).
+        poses_per_image: image id -> poses in image pixels (images without an entry have no
+            detection), or the path of a COCO results JSON.
+        schema: the poses' schema; its real keypoints must be the file's keypoints (any order).
+        category_id: evaluate this category only. Default: every category whose keypoints match
+            the schema; several (AP-10K species) are evaluated class-agnostically.
+        results_path: also write the poses there as a COCO results JSON.
+        verbose: let pycocotools print its progress and table (silenced otherwise).
+
+    Returns:
+        ``{"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}`` in [0, 1];
+        NaN where COCO leaves a metric undefined (no ground truth in that area range). No
+        detections at all gives 0 where ground truth exists.
+    """
+    data = gt if isinstance(gt, Mapping) else _load_gt(Path(gt))
+    where = str(gt) if not isinstance(gt, Mapping) else "ground truth"
+    cats = _matching_categories(data, schema, category_id, where)
+    names = list(cats[0]["keypoints"])
+    if isinstance(poses_per_image, (str, Path)):
+        poses_per_image = read_coco_results(poses_per_image, schema, keypoint_names=names)
+    results = poses_to_coco_results(
+        poses_per_image, schema, keypoint_names=names, category_id=int(cats[0]["id"])
+    )
+    if results_path is not None:
+        Path(results_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(results_path).write_text(json.dumps(results))
+
+    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    with quiet:
+        coco_gt = COCO()
+        coco_gt.dataset = _prepared_gt(data, cats)
+        coco_gt.createIndex()
+        image_ids = set(coco_gt.getImgIds())
+        unknown = sorted({r["image_id"] for r in results} - image_ids)
+        if unknown:
+            raise DatasetError(f"{where}: results for image ids not in the file: {unknown[:10]}")
+        if results:
+            coco_dt = coco_gt.loadRes(copy.deepcopy(results))
+        else:  # pycocotools' loadRes cannot take an empty list
+            coco_dt = COCO()
+            coco_dt.dataset = {
+                "images": coco_gt.dataset["images"],
+                "annotations": [],
+                "categories": coco_gt.dataset["categories"],
+            }
+            coco_dt.createIndex()
+        ev = COCOeval(coco_gt, coco_dt, iouType="keypoints")
+        sigmas = np.zeros(len(names))
+        sigmas[_file_index(schema, names)] = schema.real_sigmas
+        ev.params.kpt_oks_sigmas = sigmas
+        ev.params.imgIds = sorted(image_ids)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {k: (float(v) if v >= 0 else math.nan) for k, v in zip(METRICS, ev.stats, strict=True)}
+
+
+def perfect_map_poses(
+    records: Iterable[Any],
+    codec: PafCodec,
+    *,
+    max_side: int | None = None,
+    config: PafDecodeConfig | None = None,
+) -> dict[int, list[Pose]]:
+    """Decode the codec's own targets of the ground truth: the AP ceiling of a perfect network.
+
+    Each image's labeled instances are encoded as a network trained to perfection would output
+    them, decoded, and mapped back to image pixels, ready for :func:`evaluate_coco`.
+
+    Args:
+        records: ``data.coco.ImageRecord`` s (``image_id``, ``width``, ``height``, ``keypoints``).
+        codec: the PAF codec (stride, sigma, paf_width) of the network.
+        max_side: None encodes at image resolution; else the image is resized so that its longer
+            side is ``max_side`` input pixels (as ``inference.Predictor`` does). The input is then
+            padded to a multiple of the stride at the right and bottom.
+        config: decoding parameters (default: the codec's).
+
+    Returns:
+        image id -> poses in image pixels.
+    """
+    if max_side is not None and max_side < codec.stride:
+        raise ConfigError(f"max_side must be >= the stride {codec.stride}, got {max_side}")
+    out = {}
+    for rec in records:
+        scale = 1.0 if max_side is None else max_side / max(rec.width, rec.height)
+        # cv2 resize by `scale` maps pixel center x to scale * (x + 0.5) - 0.5
+        shift = 0.5 * scale - 0.5
+        img_to_input = np.array([[scale, 0.0, shift], [0.0, scale, shift]])
+        size = [
+            int(np.ceil(v * scale / codec.stride)) * codec.stride for v in (rec.width, rec.height)
+        ]
+        kpts = np.array(rec.keypoints, dtype=np.float64, copy=True)
+        kpts[..., :2] = kpts[..., :2] * scale + shift
+        targets = codec.encode(kpts, (size[0], size[1]))
+        out_to_img = compose_affine(invert_affine(img_to_input), codec.output_to_input_matrix())
+        out[int(rec.image_id)] = codec.decode(
+            targets.heatmaps, targets.pafs, affine=out_to_img, config=config
+        )
+    return out
+
+
+def format_metrics(metrics: Mapping[str, float]) -> str:
+    """A two-line table of the metrics (for the CLI and benchmarks)."""
+    keys = [k for k in METRICS if k in metrics]
+    head = " ".join(f"{k:>6}" for k in keys)
+    row = " ".join(f"{metrics[k]:6.3f}" for k in keys)
+    return f"{head}\n{row}"
+
+
+# ---------------------------------------------------------------------- helpers
+def _file_index(schema: KeypointSchema, names: Sequence[str] | None) -> np.ndarray:
+    """Position in the file's keypoint list of each real schema keypoint (a permutation)."""
+    if names is None:
+        return np.arange(len(schema.real_indices))
+    index = schema.source_index(list(names), where="evaluation")
+    if len(names) != len(index):
+        extra = sorted(set(names) - {schema.keypoints[i] for i in schema.real_indices})
+        raise DatasetError(
+            f"evaluation: the file has keypoints {extra} that schema '{schema.name}' lacks"
+        )
+    return index
+
+
+def _load_gt(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read ground truth: {exc}") from None
+    missing = [k for k in ("images", "annotations", "categories") if k not in data]
+    if missing:
+        raise DatasetError(f"{path}: not a COCO file, missing {missing}")
+    return data
+
+
+def _matching_categories(
+    data: Mapping[str, Any], schema: KeypointSchema, category_id: int | None, where: str
+) -> list[Mapping[str, Any]]:
+    real = {schema.keypoints[i] for i in schema.real_indices}
+    cats = [c for c in data["categories"] if c.get("keypoints")]
+    if category_id is not None:
+        cats = [c for c in cats if c.get("id") == category_id]
+        if not cats:
+            raise DatasetError(f"{where}: no keypoint category with id {category_id}")
+    matching = [c for c in cats if set(c["keypoints"]) == real and len(c["keypoints"]) == len(real)]
+    if not matching:
+        found = {c.get("id"): len(c["keypoints"]) for c in cats}
+        raise DatasetError(
+            f"{where}: no category has the real keypoints of schema '{schema.name}' "
+            f"({len(real)} names); keypoint categories (id: count): {found}"
+        )
+    return matching
+
+
+def _prepared_gt(data: Mapping[str, Any], cats: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Annotations of the chosen categories, with the fields COCOeval needs filled in.
+
+    Several categories (with the same keypoints) are relabeled as the first one: pycocotools'
+    keypoint OKS ignores ``useCats = 0``, so class-agnostic evaluation needs one category.
+    """
+    cat_ids = {c.get("id") for c in cats}
+    first = int(cats[0]["id"])
+    anns = []
+    for ann in data["annotations"]:
+        if ann.get("category_id") not in cat_ids:
+            continue
+        ann = dict(ann, category_id=first)
+        vis = np.asarray(ann.get("keypoints") or [0, 0, 0], dtype=np.float64)[2::3]
+        ann.setdefault("num_keypoints", int((vis > 0).sum()))
+        ann.setdefault("iscrowd", 0)
+        if "area" not in ann:
+            _, _, w, h = ann["bbox"]
+            ann["area"] = float(w) * float(h)
+        anns.append(ann)
+    return {"images": list(data["images"]), "annotations": anns, "categories": [dict(cats[0])]}

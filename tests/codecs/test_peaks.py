@@ -1,0 +1,82 @@
+"""Peak finding: exact sub-pixel positions on Gaussian blobs, borders, plateaus, upsampling frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posekit.codecs.peaks import find_peaks, upsample_maps
+
+
+def _blobs(centers: np.ndarray, size: tuple[int, int], sigma: float) -> np.ndarray:
+    """(1, H, W) max of isotropic Gaussians at ``centers`` (N, 2) x, y map pixels."""
+    w, h = size
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    d2 = (xs[None] - centers[:, 0, None, None]) ** 2 + (ys[None] - centers[:, 1, None, None]) ** 2
+    return np.exp(-d2 / (2 * sigma**2)).max(axis=0, keepdims=True).astype(np.float32)
+
+
+def test_refinement_is_exact_on_gaussians_inside_and_at_borders():
+    rng = np.random.default_rng(0)
+    inner = rng.uniform(3, [36, 26], (6, 2))
+    # blobs centred on, and up to half a pixel beyond, the first/last pixel centers
+    border = np.array([[-0.45, 20.3], [39.4, 7.7], [12.2, -0.3], [30.6, 29.45]])
+    for center in np.concatenate([inner, border]):
+        peaks = find_peaks(_blobs(center[None], (40, 30), 0.875), 0.1)
+        assert len(peaks.xy) == 1
+        np.testing.assert_allclose(peaks.xy[0], center, atol=1e-3)
+        assert peaks.score[0] == pytest.approx(1.0, abs=1e-3)  # fitted amplitude, not the cell
+
+
+def test_without_refinement_peaks_are_the_max_cells():
+    center = np.array([[10.4, 7.6]])
+    peaks = find_peaks(_blobs(center, (20, 20), 0.875), 0.1, refine=False)
+    np.testing.assert_array_equal(peaks.xy, [[10.0, 8.0]])
+
+
+def test_plateau_gives_one_peak_and_threshold_is_respected():
+    maps = np.zeros((2, 10, 10), dtype=np.float32)
+    maps[0, 4:6, 4:7] = 0.5  # a 2x3 plateau
+    maps[1, 2, 2] = 0.09  # below the threshold
+    peaks = find_peaks(maps, 0.1, refine=False)
+    assert len(peaks.xy) == 1
+    np.testing.assert_array_equal(peaks.kind, [0])
+    np.testing.assert_array_equal(peaks.starts, [0, 1, 1])
+
+
+def test_peaks_sorted_by_channel_then_score():
+    maps = np.zeros((3, 20, 20), dtype=np.float32)
+    maps[2, 3, 3], maps[2, 10, 10], maps[0, 15, 5] = 0.4, 0.9, 0.6
+    peaks = find_peaks(maps, 0.1, refine=False)
+    np.testing.assert_array_equal(peaks.kind, [0, 2, 2])
+    np.testing.assert_array_equal(peaks.score, np.float32([0.6, 0.9, 0.4]))
+    np.testing.assert_array_equal(peaks.counts, [1, 0, 2])
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_upsampled_search_reports_in_the_original_frame(factor):
+    centers = np.array([[12.3, 9.8], [30.6, 20.2]])
+    maps = _blobs(centers, (46, 30), 0.875)
+    assert upsample_maps(maps, factor).shape == (1, 30 * factor, 46 * factor)
+    peaks = find_peaks(maps, 0.1, upsample=factor)
+    assert len(peaks.xy) == 2
+    found = peaks.xy[np.argsort(peaks.xy[:, 0])]
+    # cubic interpolation of a stride-sampled Gaussian: within a tenth of a cell
+    np.testing.assert_allclose(found, centers, atol=0.1)
+
+
+def test_upsampling_separates_close_peaks_that_the_low_resolution_grid_merges():
+    centers = np.array([[20.0, 15.0], [21.4, 15.0]])  # 1.4 cells apart
+    maps = _blobs(centers, (40, 30), 0.875)
+    assert len(find_peaks(maps, 0.1).xy) == 1
+    assert len(find_peaks(maps, 0.1, upsample=8).xy) == 2
+
+
+def test_max_per_channel_keeps_the_highest_peaks():
+    maps = np.zeros((2, 20, 20), dtype=np.float32)
+    for i, v in enumerate([0.3, 0.9, 0.5, 0.7]):
+        maps[0, 2 + 4 * i, 2] = v
+    maps[1, 10, 10] = 0.2
+    peaks = find_peaks(maps, 0.1, refine=False, max_per_channel=2)
+    np.testing.assert_array_equal(peaks.score, np.float32([0.9, 0.7, 0.2]))
+    np.testing.assert_array_equal(peaks.starts, [0, 2, 3])
