@@ -1,4 +1,4 @@
-"""The ``posekit`` command line: ``check-data``, ``synth``, ``schema``.
+"""The ``posekit`` command line: ``train``, ``check-data``, ``synth``, ``schema``.
 
 The CLI only parses arguments, calls the library and prints results; errors for bad input are
 ``posekit.errors.PosekitError`` s, printed as one line with exit code 2 (``check-data``: 1 when the
@@ -71,6 +71,48 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from posekit.config import load_config
+    from posekit.engine.trainer import Trainer
+
+    overrides = list(args.overrides)
+    if args.config is not None and "=" in args.config:  # `posekit train train.epochs=5`
+        overrides.insert(0, args.config)
+        args.config = None
+    if args.data or args.images:
+        if not (args.data and args.images):
+            print("error: --data and --images go together", file=sys.stderr)
+            return 2
+        overrides += [f"data.train_ann={args.data}", f"data.train_images={args.images}"]
+    if args.val_data or args.val_images:
+        if not (args.val_data and args.val_images):
+            print("error: --val-data and --val-images go together", file=sys.stderr)
+            return 2
+        overrides += [f"data.val_ann={args.val_data}", f"data.val_images={args.val_images}"]
+    for flag, key in (
+        (args.schema, "data.schema"),
+        (args.out, "out"),
+        (args.device, "train.device"),
+        (args.model, "model.name"),
+        (args.pretrained, "model.pretrained"),
+    ):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    config = load_config(args.config, overrides)
+    try:
+        result = Trainer(config, resume=args.resume).fit()
+    except KeyboardInterrupt:
+        print(
+            f"interrupted; continue with: posekit train ... --out {config.out} --resume auto",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"trained {result.epochs} epochs ({result.iterations} iterations) in {result.run_dir}")
+    if result.best_ap >= 0:
+        print(f"best val AP {result.best_ap:.3f}: {result.run_dir / 'best.pt'}")
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     if args.from_coco:
         from posekit.data.coco import _load_json
@@ -118,6 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=368, help="square image size (default 368)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("train", help="train a bottom-up model (synthetic data by default)")
+    p.add_argument("config", nargs="?", help="config YAML (sections model, data, optim, ...)")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.epochs=5")
+    p.add_argument("--data", help="training COCO keypoint JSON (default: synthetic data)")
+    p.add_argument("--images", help="image root of --data")
+    p.add_argument("--val-data", help="validation COCO keypoint JSON")
+    p.add_argument("--val-images", help="image root of --val-data")
+    p.add_argument("--schema", help="built-in schema name or YAML (default: from the data)")
+    p.add_argument("--model", help="model name from the zoo (default lwop_mobilenet)")
+    p.add_argument("--pretrained", help="weights to start from (checkpoint path or weights name)")
+    p.add_argument("--out", help="run directory (default runs/train)")
+    p.add_argument("--resume", help="'auto' (continue the run in --out) or a checkpoint path")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("schema", help="show a schema: flip pairs, roots, limb order")
     p.add_argument("name", nargs="?", default="coco_person", help="built-in name or YAML")

@@ -49,9 +49,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Datasets and targets. Without ``train_ann``, synthetic data of ``schema`` is generated."""
+    """Datasets and targets. Without ``train_ann``, synthetic data of ``schema`` is generated.
 
-    schema: str = "coco_person"
+    ``schema``: a built-in name or YAML path; default: the training file's category (synthetic
+    data: ``coco_person``).
+    """
+
+    schema: str | None = None
     train_ann: str | None = None
     train_images: str | None = None
     val_ann: str | None = None

@@ -25,3 +25,7 @@ class CheckpointError(PosekitError, ValueError):
 
 class WeightsDownloadError(PosekitError, OSError):
     """Published weights could not be downloaded (offline, URL unreachable); names the cache path."""
+
+
+class TrainingError(PosekitError, RuntimeError):
+    """Training cannot go on (e.g. the loss stayed non-finite for several steps)."""

@@ -230,6 +230,11 @@ class LightweightOpenPose(nn.Module):
         """Number of refinement stages (``len(forward(x)) - 1``)."""
         return len(self.refinement_stages)
 
+    @property
+    def backbone(self) -> nn.Module:
+        """The MobileNetV1 trunk (``self.model``, named so to match the published keys)."""
+        return self.model
+
     def forward(self, x: torch.Tensor) -> StageOutputs:
         """``x (B, 3, H, W)`` -> list of ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``."""
         _check_input(x)

@@ -1,0 +1,461 @@
+"""Training loop for bottom-up models: data, optimisation, validation, checkpoints, resumption.
+
+A run directory holds ``config.yaml`` (the resolved config), ``last.pt`` (every
+``train.checkpoint_every`` iterations and each epoch), ``best.pt`` (best validation AP),
+``metrics.jsonl`` (one line per epoch) and ``tb/`` (TensorBoard, when installed). Without a
+training file the run generates synthetic data of the schema into ``synth/`` first.
+
+Resumption is exact on CPU: the sample order is a seeded permutation per epoch that can start
+mid-epoch, augmentation draws from ``(seed, epoch, index)``, and the learning rate is a function of
+the position, so ``--resume auto`` after a kill continues the very same trajectory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from posekit import __version__
+from posekit.codecs.paf import PafCodec
+from posekit.config import Config, config_to_dict, save_config
+from posekit.data.coco import CocoKeypointDataset
+from posekit.data.transforms import RandomAffine
+from posekit.engine.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from posekit.engine.data import EpochSampler, TargetDataset, collate
+from posekit.engine.distributed import init_distributed
+from posekit.engine.evaluate import evaluate_coco
+from posekit.engine.schedule import LrSchedule
+from posekit.errors import CheckpointError, ConfigError, TrainingError
+from posekit.inference import Predictor
+from posekit.models.losses import BottomUpLoss
+from posekit.models.zoo import build_model, load_weights
+from posekit.schema import KeypointSchema
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "posekit-checkpoint"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    epochs: int
+    iterations: int
+    best_ap: float
+    history: tuple[dict[str, float], ...]
+
+
+@dataclass(frozen=True)
+class _Split:
+    """A COCO file and its image folder."""
+
+    ann: Path
+    images: Path
+
+
+class Trainer:
+    """Train a bottom-up model as ``config`` says.
+
+    Args:
+        config: the resolved run configuration.
+        resume: ``None`` (start fresh; refuses a run directory that has a ``last.pt``),
+            ``"auto"`` (continue from ``<out>/last.pt`` when it exists) or a checkpoint path.
+        progress: show tqdm progress bars (rank 0 only).
+    """
+
+    def __init__(self, config: Config, *, resume: str | None = None, progress: bool = True):
+        self.config = config
+        self.ctx, self.device = init_distributed(config.train.device)
+        self.run_dir = Path(config.out)
+        self.progress = progress and self.ctx.is_main
+        torch.manual_seed(config.train.seed)
+        train, self.val = self._splits()
+        schema_spec = config.data.schema
+        if config.data.train_ann is None:  # synthetic files are written from a built-in schema
+            schema_spec = schema_spec or "coco_person"
+        self.train_set = CocoKeypointDataset(
+            train.ann,
+            train.images,
+            schema=schema_spec,
+            category_id=config.data.category_id,
+            strict=False,
+            seed=config.train.seed,
+        )
+        self.schema: KeypointSchema = self.train_set.schema
+        if self.train_set.problems:
+            logger.warning(
+                "training data: %d bad record(s) skipped; run `posekit check-data`",
+                len(self.train_set.problems),
+            )
+        augment = config.data.augment
+        self.input_size = augment.input_size
+        self.train_set.transform = RandomAffine(self.schema, augment)
+        self.codec = PafCodec(
+            self.schema,
+            stride=config.data.stride,
+            sigma=config.data.sigma,
+            paf_width=config.data.paf_width,
+        )
+        self.model = build_model(
+            config.model.name, self.schema, num_refinement_stages=config.model.num_refinement_stages
+        )
+        if config.model.pretrained and resume is None:
+            result = load_weights(self.model, config.model.pretrained, strict=False)
+            logger.info("fine-tuning from %s: %s", config.model.pretrained, result)
+        self.model.to(self.device)
+        self.net = DistributedDataParallel(self.model) if self.ctx.enabled else self.model
+        self.optimizer = _optimizer(self.model, config)
+        self.sampler = EpochSampler(
+            len(self.train_set),
+            seed=config.train.seed,
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+        )
+        self.targets = TargetDataset(self.train_set, self.codec, self.input_size)
+        self.iters_per_epoch = math.ceil(self.sampler.per_rank / config.train.batch_size)
+        self.schedule = LrSchedule(
+            config.schedule, config.optim.lr, config.train.epochs, self.iters_per_epoch
+        )
+        self.loss = BottomUpLoss(self.schema, config.train.stage_loss_weights).to(self.device)
+        amp = config.train.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp)
+        self.amp = amp
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.iteration = 0
+        self.best_ap = -1.0
+        self.skipped_samples = 0
+        self.history: list[dict[str, float]] = []
+        self._resume(resume)
+        self.writer = _tensorboard(self.run_dir / "tb") if self.ctx.is_main else None
+        if self.ctx.is_main:
+            save_config(config, self.run_dir / "config.yaml")
+
+    # ------------------------------------------------------------------ setup
+    def _splits(self) -> tuple[_Split, _Split | None]:
+        data = self.config.data
+        if data.train_ann is not None:
+            train = _Split(Path(data.train_ann), Path(data.train_images))
+            val = _Split(Path(data.val_ann), Path(data.val_images)) if data.val_ann else None
+            return train, val
+        from posekit.data.synth import SynthConfig, write_dataset
+
+        schema = KeypointSchema.load(data.schema or "coco_person")
+        root = self.run_dir / "synth"
+        size = (data.synth_image_size, data.synth_image_size)
+        if self.ctx.is_main and not (root / "annotations/val.json").is_file():
+            logger.info(
+                "no training data given: generating synthetic '%s' data in %s", schema.name, root
+            )
+            for split, count, seed in (
+                ("train", data.synth_train_images, 0),
+                ("val", data.synth_val_images, 1),
+            ):
+                write_dataset(
+                    root,
+                    schema,
+                    SynthConfig(
+                        num_images=count, image_size=size, seed=self.config.train.seed + seed
+                    ),
+                    split=split,
+                    progress=self.progress,
+                )
+            schema.to_yaml(root / "schema.yaml")
+        self.ctx.barrier()
+        return (
+            _Split(root / "annotations/train.json", root / "images/train"),
+            _Split(root / "annotations/val.json", root / "images/val"),
+        )
+
+    def _resume(self, resume: str | None) -> None:
+        last = self.run_dir / "last.pt"
+        if resume is None:
+            if last.exists():
+                raise ConfigError(
+                    f"{self.run_dir} already holds a run (last.pt): continue it with --resume "
+                    f"auto, or choose another --out"
+                )
+            return
+        path = last if resume == "auto" else Path(resume)
+        if resume == "auto" and not last.exists():
+            logger.info("no checkpoint in %s: starting a new run", self.run_dir)
+            return
+        state = load_checkpoint(path)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path} is not a posekit training checkpoint")
+        if KeypointSchema.from_dict(state["schema"]) != self.schema:
+            raise CheckpointError(
+                f"{path} was trained with schema '{state['schema']['name']}', the config gives "
+                f"'{self.schema.name}'"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+        self.iteration = int(state["iteration"])
+        self.best_ap = float(state["best_ap"])
+        self.history = list(state["history"])
+        set_rng_state(state["rng"])
+        logger.info(
+            "resumed %s at epoch %d, step %d (iteration %d)",
+            path,
+            self.epoch,
+            self.step_in_epoch,
+            self.iteration,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to describe the model and to resume this run."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": __version__,
+            "model_name": self.config.model.name,
+            "num_refinement_stages": self.model.num_refinement_stages,
+            "schema": self.schema.to_dict(),
+            "codec": self.codec.to_dict(),
+            "input_size": list(self.input_size),
+            "config": config_to_dict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "iteration": self.iteration,
+            "best_ap": self.best_ap,
+            "history": self.history,
+            "rng": rng_state(),
+        }
+
+    def _save(self, name: str = "last.pt") -> None:
+        if self.ctx.is_main:
+            save_checkpoint(self.checkpoint_state(), self.run_dir / name)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> TrainResult:
+        """Train to ``train.epochs``; Ctrl-C writes ``last.pt`` before stopping."""
+        cfg = self.config.train
+        try:
+            while self.epoch < cfg.epochs:
+                losses = self._train_epoch()
+                self.epoch += 1
+                self.step_in_epoch = 0
+                metrics = {"epoch": self.epoch, "iteration": self.iteration, **losses}
+                if self.val is not None and self.epoch % cfg.val_every == 0:
+                    ap = self.ctx.broadcast_float(self.validate() if self.ctx.is_main else 0.0)
+                    metrics["val_AP"] = ap
+                    self.schedule.step_metric(ap)
+                    if ap > self.best_ap:
+                        self.best_ap = ap
+                        self._save("best.pt")
+                self.history.append(metrics)
+                self._log_epoch(metrics)
+                self._save()
+        except KeyboardInterrupt:
+            logger.warning("interrupted: writing %s", self.run_dir / "last.pt")
+            self._save()
+            raise
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        if self.val is None:  # nothing to choose by: the final model is the best one known
+            self._save("best.pt")
+        return TrainResult(
+            self.run_dir, self.epoch, self.iteration, self.best_ap, tuple(self.history)
+        )
+
+    def _train_epoch(self) -> dict[str, float]:
+        cfg = self.config.train
+        self.train_set.set_epoch(self.epoch)
+        self.sampler.set_epoch(self.epoch, start=self.step_in_epoch * cfg.batch_size)
+        loader = DataLoader(
+            self.targets,
+            batch_size=cfg.batch_size,
+            sampler=self.sampler,
+            num_workers=self.config.data.workers,
+            collate_fn=collate,
+            persistent_workers=False,
+        )
+        self.net.train()
+        frozen = self.epoch < cfg.frozen_backbone_epochs
+        if frozen:
+            self.model.backbone.eval()  # keep its BatchNorm statistics too
+        bar = tqdm(
+            loader,
+            total=self.iters_per_epoch,
+            initial=self.step_in_epoch,
+            desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        sums = {"loss": 0.0, "loss_heatmaps": 0.0, "loss_pafs": 0.0}
+        steps = 0
+        bad = 0
+        for batch in bar:
+            lr = self.schedule.lr(self.iteration, self.epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            if batch is not None and batch.skipped:
+                self.skipped_samples += batch.skipped
+            if batch is None or len(batch) == 0:
+                self._advance()
+                continue
+            parts = self._step(batch.to(self.device), frozen)
+            if parts is None:
+                bad += 1
+                logger.warning(
+                    "non-finite loss at iteration %d: step skipped (%d in a row)",
+                    self.iteration,
+                    bad,
+                )
+                if bad >= cfg.max_bad_steps:
+                    raise TrainingError(
+                        f"the loss was non-finite {bad} steps in a row (iteration "
+                        f"{self.iteration}); lower optim.lr or set train.grad_clip"
+                    )
+            else:
+                bad = 0
+                steps += 1
+                for key, value in zip(sums, parts, strict=True):
+                    sums[key] += value
+                bar.set_postfix(loss=f"{parts[0]:.4g}", lr=f"{lr:.3g}")
+                if self.writer is not None:
+                    self.writer.add_scalar("train/loss", parts[0], self.iteration)
+                    self.writer.add_scalar("train/lr", lr, self.iteration)
+            self._advance()
+        bar.close()
+        if self.skipped_samples:
+            logger.warning(
+                "%d training sample(s) skipped so far (unreadable images)", self.skipped_samples
+            )
+        return {k: v / max(steps, 1) for k, v in sums.items()}
+
+    def _advance(self) -> None:
+        self.iteration += 1
+        self.step_in_epoch += 1
+        if self.iteration % self.config.train.checkpoint_every == 0:
+            self._save()
+
+    def _step(self, batch: Any, frozen: bool) -> tuple[float, float, float] | None:
+        cfg = self.config.train
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, enabled=self.amp):
+            outputs = self.net(batch.images)
+        loss = self.loss(
+            [(h.float(), p.float()) for h, p in outputs], batch.heatmaps, batch.pafs, batch.mask
+        )
+        if not torch.isfinite(loss.total):
+            return None
+        self.scaler.scale(loss.total).backward()
+        if frozen:
+            for p in self.model.backbone.parameters():
+                p.grad = None
+        if cfg.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.total.detach()), sum(loss.heatmaps), sum(loss.pafs)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> float:
+        """COCO OKS AP of the current model on the validation split (rank 0)."""
+        assert self.val is not None
+        predictor = Predictor(
+            self.model,
+            self.schema,
+            codec=self.codec,
+            input_height=self.input_size[1],
+            device=self.device,
+            channels_last=False,
+        )
+        val = CocoKeypointDataset(
+            self.val.ann,
+            self.val.images,
+            schema=self.schema,
+            category_id=self.config.data.category_id,
+            strict=False,
+        )
+        poses = {}
+        drawn = []
+        for i, rec in enumerate(
+            tqdm(val.records, desc="validate", disable=not self.progress, leave=False)
+        ):
+            image = val.load_image(i)
+            poses[rec.image_id] = predictor.predict(image)
+            if self.writer is not None and len(drawn) < self.config.train.log_images:
+                drawn.append(_draw(image, poses[rec.image_id], self.schema))
+        metrics = evaluate_coco(
+            self.val.ann, poses, self.schema, category_id=self.config.data.category_id
+        )
+        if self.writer is not None:
+            for key, value in metrics.items():
+                if not math.isnan(value):
+                    self.writer.add_scalar(f"val/{key}", value, self.iteration)
+            for n, image in enumerate(drawn):
+                self.writer.add_image(
+                    f"val/image{n}", image[..., ::-1].copy(), self.iteration, dataformats="HWC"
+                )
+        self.model.train()
+        ap = metrics["AP"]
+        return 0.0 if math.isnan(ap) else ap
+
+    def _log_epoch(self, metrics: dict[str, float]) -> None:
+        if not self.ctx.is_main:
+            return
+        with (self.run_dir / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        text = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+        )
+        logger.info("%s", text)
+
+
+# ---------------------------------------------------------------------- helpers
+def _optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
+    o = config.optim
+    params = [p for p in model.parameters() if p.requires_grad]
+    if o.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
+        )
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def _draw(image: np.ndarray, poses: list, schema: KeypointSchema) -> np.ndarray:
+    from posekit.visualize import draw_poses
+
+    kpts = (
+        np.stack([p.keypoints for p in poses]) if poses else np.zeros((0, schema.num_keypoints, 3))
+    )
+    return draw_poses(image, kpts, schema, threshold=0.1)
+
+
+def _tensorboard(path: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        logger.info("tensorboard is not installed: scalars go to metrics.jsonl only")
+        return None
+    return SummaryWriter(str(path))

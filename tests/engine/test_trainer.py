@@ -1,0 +1,72 @@
+"""Trainer smoke tests on tiny synthetic data: outputs, checkpoint record, exact resumption."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from posekit.config import load_config
+from posekit.engine.checkpoint import load_checkpoint
+from posekit.engine.trainer import Trainer
+from posekit.errors import ConfigError
+from posekit.schema import KeypointSchema
+
+TINY = [
+    "data.synth_train_images=8",
+    "data.synth_val_images=2",
+    "data.synth_image_size=64",
+    "data.augment.input_size=[64,64]",
+    "data.workers=0",
+    "train.batch_size=4",
+    "train.checkpoint_every=3",
+    "schedule.warmup_iters=2",
+]
+
+
+def _config(out, *extra):
+    return load_config(None, [*TINY, f"out={out}", *extra])
+
+
+def test_run_directory_and_checkpoint_record(tmp_path):
+    result = Trainer(_config(tmp_path / "run", "train.epochs=1"), progress=False).fit()
+    run = tmp_path / "run"
+    assert result.epochs == 1 and result.iterations == 2
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.jsonl"):
+        assert (run / name).is_file()
+    line = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert line["epoch"] == 1 and "val_AP" in line and line["loss"] > 0
+    state = load_checkpoint(run / "last.pt")
+    assert state["format"] == "posekit-checkpoint" and state["model_name"] == "lwop_mobilenet"
+    assert KeypointSchema.from_dict(state["schema"]) == KeypointSchema.named("coco_person")
+    assert state["codec"]["stride"] == 8 and state["epoch"] == 1
+
+
+def test_interrupt_writes_a_checkpoint_and_resume_is_exact(tmp_path, monkeypatch):
+    straight = Trainer(_config(tmp_path / "a", "train.epochs=2"), progress=False)
+    straight.fit()
+    interrupted = Trainer(_config(tmp_path / "b", "train.epochs=2"), progress=False)
+    advance = interrupted._advance
+
+    def ctrl_c_at_iteration_3():
+        advance()
+        if interrupted.iteration == 3:  # mid-way through epoch 2
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(interrupted, "_advance", ctrl_c_at_iteration_3)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    again = Trainer(_config(tmp_path / "b", "train.epochs=2"), resume="auto", progress=False)
+    assert (again.epoch, again.step_in_epoch, again.iteration) == (1, 1, 3)
+    again.fit()
+    for (name, a), b in zip(
+        straight.model.state_dict().items(), again.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    Trainer(_config(tmp_path / "run", "train.epochs=1"), progress=False).fit()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        Trainer(_config(tmp_path / "run", "train.epochs=1"), progress=False)
