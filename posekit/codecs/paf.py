@@ -80,8 +80,9 @@ class PafDecodeConfig:
         paf_min_score: a sample counts as aligned above this dot product (OpenPose: 0.05).
         paf_min_fraction: fraction of aligned samples a candidate limb needs (OpenPose: 0.8).
         fragment_reach: merge two instances with no keypoint type in common when every pair of
-            their keypoints (a, b) is within ``reach * hops(a, b) * longest limb found`` (parts of
-            one person with no limb between them; see ``paf_grouping``); 0 disables.
+            their keypoints is within ``reach`` times the skeleton path between them, its limbs
+            measured in the union, or by their mirror limbs, or as the longest limb found (parts
+            of one person with no limb between them; see ``paf_grouping``); 0 disables.
         max_peaks: keep at most this many highest peaks per keypoint type; bounds time and memory
             on noisy maps (an untrained network gives hundreds; limb pairs grow with the square).
         min_keypoints: drop instances with fewer found keypoints.
@@ -138,6 +139,7 @@ class PafCodec:
     _limb_src: np.ndarray = field(init=False, repr=False, compare=False)
     _limb_dst: np.ndarray = field(init=False, repr=False, compare=False)
     _hops: np.ndarray = field(init=False, repr=False, compare=False)
+    _limb_mirror: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.stride, int) or self.stride < 1:
@@ -157,6 +159,11 @@ class PafCodec:
             self,
             "_hops",
             paf_grouping.skeleton_hops(self.schema.num_keypoints, self._limb_src, self._limb_dst),
+        )
+        set_(
+            self,
+            "_limb_mirror",
+            paf_grouping.limb_mirrors(self._limb_src, self._limb_dst, self.schema.flip_index),
         )
 
     # ------------------------------------------------------------------ frames
@@ -381,7 +388,13 @@ class PafCodec:
         connections = paf_grouping.match_limbs(candidates, peaks, self._limb_src, self._limb_dst)
         slots = paf_grouping.assemble(connections, peaks, k)
         slots = paf_grouping.merge_fragments(
-            slots, peaks.xy, self._hops, self._limb_src, self._limb_dst, cfg.fragment_reach
+            slots,
+            peaks.xy,
+            self._hops,
+            self._limb_src,
+            self._limb_dst,
+            cfg.fragment_reach,
+            self._limb_mirror,
         )
         return paf_grouping.to_poses(slots, peaks, affine, cfg.min_keypoints, cfg.min_score)
 

@@ -20,10 +20,13 @@ The steps (called in this order by ``PafCodec.decode``); none depends on a root 
    grouping order, refusing every merge that would repeat a keypoint type.
 4. ``merge_fragments``: parts of one person with no limb between them (a wrist whose elbow is
    hidden, the legs of a person without a neck) are separate components. Two instances that share
-   no keypoint type merge when their union is anatomically possible: every keypoint pair (a, b)
-   satisfies ``|a - b| <= reach * hops(a, b) * longest limb found in either`` (``hops``: limbs
-   between the two types in the skeleton). Partners are chosen by rounds of mutual best on the
-   distance of their skeleton-closest keypoint pair, relative to ``hops * longest limb``.
+   no keypoint type merge when their union is anatomically possible: every keypoint pair (a, b) is
+   at most ``reach`` times the length of the shortest skeleton path between the two types apart,
+   each limb on it counted with its length in the union if found there, else at most twice the
+   length of its mirror limb (``schema.flip_index``) if that is found (a limb seen foreshortened
+   to half of its mirror is still allowed), else the longest limb found in either. Partners are
+   chosen by rounds of mutual best on the distance of their skeleton-closest keypoint pair,
+   relative to ``hops * longest limb`` (``hops``: limbs between the two types).
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ from scipy.sparse.csgraph import connected_components, shortest_path
 from posekit.codecs.peaks import Peaks
 from posekit.data.transforms import transform_points
 from posekit.structures import Pose
+
+_MIRROR_SLACK = 2.0
+"""A limb missing from an instance is bounded by this many times its mirror limb's length (the
+same bone of the other side, foreshortened differently in the image)."""
 
 _MAX_MERGE_PAIRS = 20_000
 """Fragment merging examines at most this many instance pairs per round (the closest ones): a
@@ -276,6 +283,7 @@ def merge_fragments(
     limb_src: np.ndarray,
     limb_dst: np.ndarray,
     reach: float,
+    limb_mirror: np.ndarray | None = None,
 ) -> np.ndarray:
     """Merge instances that share no keypoint type and lie within reach of each other.
 
@@ -284,8 +292,10 @@ def merge_fragments(
         xy: (P, 2) peak positions.
         hops: (K, K) float skeleton distance in limbs (``inf`` on the diagonal).
         limb_src, limb_dst: (L,) limb ends, to measure each instance's longest limb.
-        reach: merge only when ``|a - b| <= reach * hops(a, b) * longest limb`` for every
-            keypoint pair (see the module docstring); 0 disables merging.
+        reach: merge only when every keypoint pair is within ``reach`` times its skeleton path
+            length (see the module docstring); 0 disables merging.
+        limb_mirror: (L,) index of each limb's mirror limb, -1 for none (:func:`limb_mirrors`);
+            None: no limb has one.
 
     Returns:
         (C', K) slots after merging.
@@ -313,9 +323,16 @@ def merge_fragments(
             ci, cj, pair_scale = ci[closest], cj[closest], pair_scale[closest]
         dist = np.sqrt(((pos[ci][:, :, None] - pos[cj][:, None, :]) ** 2).sum(axis=3))  # (M,K,K)
         valid = ~np.isnan(dist)
-        # feasible: every keypoint pair is within reach (no limb longer than the longest found)
+        # feasible: every keypoint pair is within reach of its path bound; first the loose
+        # bound (every limb as long as the longest found), then the exact one on the survivors
         spread = np.where(valid, dist / hops, -np.inf).max(axis=(1, 2)) / pair_scale
         ok = spread <= reach
+        sel = np.nonzero(ok)[0]
+        bound = _path_bounds(
+            limbs[ci[sel]], limbs[cj[sel]], pair_scale[sel], limb_mirror, limb_src, limb_dst, hops
+        )
+        excess = np.where(valid[sel], dist[sel] - reach * bound, -np.inf).max(axis=(1, 2))
+        ok[sel] = excess <= 1e-6 * pair_scale[sel]
         # preference: distance over hops of the pair closest in the skeleton (most constraining)
         near_hops = np.where(valid, hops, np.inf).min(axis=(1, 2))
         nearest = valid & (hops == near_hops[:, None, None])
@@ -335,6 +352,57 @@ def merge_fragments(
         slots[ci] = np.maximum(slots[ci], slots[cj])
         slots = np.delete(slots, cj, axis=0)
     return slots
+
+
+def _path_bounds(
+    limbs_a: np.ndarray,
+    limbs_b: np.ndarray,
+    pair_scale: np.ndarray,
+    limb_mirror: np.ndarray | None,
+    limb_src: np.ndarray,
+    limb_dst: np.ndarray,
+    hops: np.ndarray,
+) -> np.ndarray:
+    """(M, K, K) longest possible distance between keypoint types of the union of M instance pairs.
+
+    Args:
+        limbs_a, limbs_b: (M, L) limb lengths found in each instance of a pair (NaN: not found).
+        pair_scale: (M,) longest limb found in either: the length of a limb nothing bounds.
+        limb_mirror, limb_src, limb_dst, hops: as in :func:`merge_fragments`.
+
+    Returns:
+        Shortest skeleton paths (Floyd-Warshall, vectorized over the pairs) with each limb weighted
+        by its length in the union, else ``_MIRROR_SLACK`` times its mirror's (at most
+        ``pair_scale``), else ``pair_scale``; ``hops * pair_scale`` between skeleton components.
+    """
+    found = np.fmax(limbs_a, limbs_b)  # a limb is in at most one of the two (no shared type)
+    scale = pair_scale[:, None]
+    weight = np.where(np.isnan(found), scale, found)
+    if limb_mirror is not None:
+        mirrored = np.where(limb_mirror >= 0, found[:, np.maximum(limb_mirror, 0)], np.nan)
+        weight = np.where(np.isnan(found), np.fmin(_MIRROR_SLACK * mirrored, scale), weight)
+    k = len(hops)
+    paths = np.full((len(found), k, k), np.inf, dtype=np.float32)
+    paths[:, limb_src, limb_dst] = weight
+    paths[:, limb_dst, limb_src] = weight
+    for via in range(k):
+        np.minimum(paths, paths[:, :, via, None] + paths[:, None, via, :], out=paths)
+    return np.where(np.isfinite(paths), paths, hops * pair_scale[:, None, None])
+
+
+def limb_mirrors(limb_src: np.ndarray, limb_dst: np.ndarray, flip_index: np.ndarray) -> np.ndarray:
+    """(L,) index of the limb joining the flipped ends of each limb (itself for a limb across the
+    middle, like the shoulders), -1 when the skeleton has none."""
+    index = {(int(a), int(b)): j for j, (a, b) in enumerate(zip(limb_src, limb_dst, strict=True))}
+    index.update({(b, a): j for (a, b), j in list(index.items())})
+    flip = np.asarray(flip_index)
+    return np.array(
+        [
+            index.get((int(flip[a]), int(flip[b])), -1)
+            for a, b in zip(limb_src, limb_dst, strict=True)
+        ],
+        dtype=np.int64,
+    )
 
 
 def to_poses(

@@ -145,6 +145,24 @@ def test_fragments_merge_when_anatomically_possible_and_only_then():
     )
 
 
+def test_a_missing_limb_is_bounded_by_its_mirror():
+    # types 0, 1 = left / right shoulder, 2, 3 = left / right elbow; limbs 0-1, 0-2, 1-3.
+    # The host has both shoulders 30 px apart and its left upper arm 10 px long; a lone right
+    # elbow 25 px from the right shoulder is within the longest limb (30) but not within twice
+    # the mirror limb (20): it stays apart; at 15 px it joins.
+    src, dst = np.array([0, 0, 1]), np.array([1, 2, 3])
+    mirror = paf_grouping.limb_mirrors(src, dst, np.array([1, 0, 3, 2]))
+    np.testing.assert_array_equal(mirror, [0, 2, 1])
+    hops = paf_grouping.skeleton_hops(4, src, dst)
+    for elbow_x, merged in ((55.0, False), (45.0, True)):
+        xy = np.array([[0, 0], [30, 0], [0, 10], [elbow_x, 0]], dtype=np.float32)
+        slots = np.array([[0, 1, 2, -1], [-1, -1, -1, 3]])
+        out = paf_grouping.merge_fragments(slots.copy(), xy, hops, src, dst, 1.0, mirror)
+        assert (len(out) == 1) is merged
+        # without mirror information only the longest limb bounds it: merged either way
+        assert len(paf_grouping.merge_fragments(slots.copy(), xy, hops, src, dst, 1.0)) == 1
+
+
 def test_fragment_goes_to_the_closer_of_two_hosts():
     # two hosts with types 0, 1 (limb 10 px) at x = 0 and x = 100; a lone type-2 keypoint near
     # the second host's type 1 joins that host, and only it.
