@@ -57,18 +57,28 @@ def main() -> None:
     masks = {(id(ds), i): ds.records[i].ignore_mask() for ds, i in items}
 
     def augment(ds, i, n):
-        ds.transform(images[(id(ds), i)], ds.records[i].keypoints, masks[(id(ds), i)],
-                     np.random.default_rng(n))
+        ds.transform(
+            images[(id(ds), i)],
+            ds.records[i].keypoints,
+            masks[(id(ds), i)],
+            np.random.default_rng(n),
+        )
 
     t_aug = run(augment)
     t_total = run(lambda ds, i, n: ds[i])
     sizes = np.array([r.width * r.height for ds in datasets for r in ds.records])
-    print(f"data pipeline: {len(items)} COCO-MINI images (mean {sizes.mean() / 1e3:.0f} kpx), "
-          f"input {args.size}x{args.size}, schema {args.schema}, {args.samples} samples, "
-          f"OpenCV threads {args.threads}")
+    print(
+        f"data pipeline: {len(items)} COCO-MINI images (mean {sizes.mean() / 1e3:.0f} kpx), "
+        f"input {args.size}x{args.size}, schema {args.schema}, {args.samples} samples, "
+        f"OpenCV threads {args.threads}"
+    )
     print(f"  {'stage':<28}{'ms/sample':>10}")
-    for name, t in (("decode JPEG", t_read), ("ignore mask (pycocotools)", t_mask),
-                    ("augment (jitter + warp)", t_aug), ("total __getitem__", t_total)):
+    for name, t in (
+        ("decode JPEG", t_read),
+        ("ignore mask (pycocotools)", t_mask),
+        ("augment (jitter + warp)", t_aug),
+        ("total __getitem__", t_total),
+    ):
         print(f"  {name:<28}{t * 1e3:>10.2f}")
     print(f"  samples/s (load + augment, one worker): {1.0 / t_total:.1f}")
 

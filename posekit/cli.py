@@ -1,4 +1,4 @@
-"""The ``posekit`` command line: ``train``, ``check-data``, ``synth``, ``schema``.
+"""The ``posekit`` command line: ``train``, ``eval``, ``predict``, ``check-data``, ``synth``, ``schema``.
 
 The CLI only parses arguments, calls the library and prints results; errors for bad input are
 ``posekit.errors.PosekitError`` s, printed as one line with exit code 2 (``check-data``: 1 when the
@@ -10,15 +10,27 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from posekit import __version__
-from posekit.errors import PosekitError
+from posekit.errors import ConfigError, PosekitError
 from posekit.schema import KeypointSchema
 
+if TYPE_CHECKING:
+    from posekit.inference import Predictor
+    from posekit.media import FrameSource, PredictionWriter
+    from posekit.models.loading import LoadedModel
+
 logger = logging.getLogger("posekit")
+T = TypeVar("T")
+
+VIDEO_BATCH = 4
+"""Frames of a video file per forward pass by default (5-20% more frames/s on CPU, measured in
+benchmarks/predict_speed.py); images and webcams go one at a time."""
 
 
 def _schema_arg(value: str | None) -> KeypointSchema | None:
@@ -136,6 +148,197 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- predict and eval
+def _passive_openmp() -> None:
+    """Let idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``) unless
+    the user chose a policy. Read once when torch loads its OpenMP runtime, so this must run
+    before ``import torch``. On a machine whose cores are busy with other work, spinning threads
+    wait at every layer for a thread that lost its core: a forward pass of lwop_mobilenet took
+    1.4 s instead of 70 ms in ``benchmarks/predict_speed.py``."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _load_model(args: argparse.Namespace) -> LoadedModel:
+    """``LoadedModel`` of ``--checkpoint`` or ``--model`` (``--random-weights``, ``--schema``)."""
+    from posekit.models.loading import load_model
+
+    random_weights = getattr(args, "random_weights", False)
+    if random_weights and args.checkpoint:
+        raise ConfigError("--random-weights goes with --model NAME, not with --checkpoint")
+    if getattr(args, "schema", None) and not random_weights:
+        raise ConfigError("--schema only applies with --random-weights (checkpoints name theirs)")
+    return load_model(
+        args.checkpoint,
+        weights=args.model,
+        random_weights=random_weights,
+        schema=getattr(args, "schema", None),
+        cache_dir=args.cache_dir,
+    )
+
+
+def _predictor(args: argparse.Namespace, loaded: LoadedModel) -> Predictor:
+    """A ``Predictor`` for the loaded model with ``--height --scales --flip --device``."""
+    import torch
+
+    from posekit.inference import Predictor
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Predictor(
+        loaded.model,
+        loaded.schema,
+        codec=loaded.codec,
+        input_height=args.height or loaded.input_height,
+        scales=args.scales,
+        flip=args.flip,
+        device=device,
+    )
+
+
+def _batches(frames: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of up to ``size`` consecutive frames."""
+    batch: list[T] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _predict_frames(
+    source: FrameSource, predictor: Predictor, writer: PredictionWriter, batch_size: int | None
+) -> None:
+    """Predict, write and show every frame of ``source``; Ctrl-C ends a webcam run normally."""
+    from tqdm import tqdm
+
+    from posekit.media import prefetch
+
+    size = batch_size or (VIDEO_BATCH if source.kind == "video" else 1)
+    unit = "frame" if source.is_video else "image"
+    try:
+        with writer, tqdm(total=source.total, unit=unit, disable=source.kind == "image") as bar:
+            for batch in _batches(prefetch(source), size):
+                poses = predictor.predict_batch([frame.image for frame in batch])
+                bar.update(len(batch))
+                if not all([writer.write(f, p) for f, p in zip(batch, poses, strict=True)]):
+                    return  # the window was closed
+    except KeyboardInterrupt:  # the usual way to end a webcam run; the outputs are complete
+        if source.kind != "webcam":
+            raise
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    _passive_openmp()
+    import time
+
+    from posekit.media import Display, PredictionWriter, open_source
+
+    if not (args.out or args.json or args.show):
+        raise ConfigError("nothing to write: give --out DIR, --json FILE and/or --show")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    source = open_source(args.source)
+    try:
+        display = Display() if args.show else None
+        loaded = _load_model(args)
+        predictor = _predictor(args, loaded)
+        writer = PredictionWriter(
+            source,
+            loaded.schema,
+            out=args.out,
+            json_path=args.json,
+            display=display,
+            threshold=args.threshold,
+        )
+        start = time.perf_counter()  # frames/s without the model loading
+        _predict_frames(source, predictor, writer, args.batch_size)
+    finally:
+        source.close()
+    unit = "frame" if source.is_video else "image"
+    seconds = time.perf_counter() - start
+    for name, reason in source.skipped:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    if writer.frames == 0:
+        print(f"error: no {unit} of {args.source} could be read", file=sys.stderr)
+        return 2
+    print(
+        f"{writer.frames} {unit}(s), {writer.poses} pose(s) in {seconds:.1f} s "
+        f"({writer.frames / max(seconds, 1e-9):.1f} {unit}s/s; model {loaded.source})"
+    )
+    if writer.video is not None:
+        print(
+            f"video -> {writer.video.path} ({writer.video.frames} frames at {writer.video.fps:g} fps)"
+        )
+    elif args.out:
+        print(f"drawn images -> {args.out}")
+    if args.json:
+        print(f"COCO results ({len(writer.results)} poses) -> {args.json}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    _passive_openmp()
+    import time
+
+    from tqdm import tqdm
+
+    from posekit.data.coco import CocoKeypointDataset
+    from posekit.engine.evaluate import evaluate_coco, format_metrics
+    from posekit.errors import DatasetError
+    from posekit.media import prefetch
+
+    loaded = _load_model(args)
+    dataset = CocoKeypointDataset(
+        args.ann, args.images, schema=loaded.schema, category_id=args.category_id, strict=False
+    )
+    predictor = _predictor(args, loaded)
+
+    def _images():
+        for i, rec in enumerate(dataset.records):
+            try:
+                yield rec.image_id, dataset.load_image(i)
+            except DatasetError as exc:
+                logger.warning("skipped (counts as no detection): %s", exc)
+
+    poses = {}
+    start = time.perf_counter()
+    for image_id, image in tqdm(prefetch(_images()), total=len(dataset), unit="image"):
+        poses[image_id] = predictor.predict(image)
+    seconds = time.perf_counter() - start
+    metrics = evaluate_coco(
+        args.ann, poses, loaded.schema, category_id=args.category_id, results_path=args.json
+    )
+    print(
+        f"{loaded.source} on {args.ann}: {len(poses)} images, "
+        f"{sum(map(len, poses.values()))} poses, {1e3 * seconds / max(len(poses), 1):.0f} ms/image"
+    )
+    print(format_metrics(metrics))
+    if args.json:
+        print(f"COCO results -> {args.json}")
+    return 0
+
+
+def _add_inference_args(p: argparse.ArgumentParser) -> None:
+    """Model choice and Predictor options shared by predict and eval."""
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="published model / weights name, e.g. lwop_mobilenet")
+    which.add_argument("--checkpoint", help="posekit or official Lightweight OpenPose checkpoint")
+    p.add_argument("--height", type=int, help="network input height (default: the model's)")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="e.g. 1.0 0.75")
+    p.add_argument("--flip", action="store_true", help="average with the mirrored image")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads of torch (default: all cores)")
+    p.add_argument("--cache-dir", help="cache of published weights (default ~/.cache/posekit)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="posekit", description=__doc__.splitlines()[0])
@@ -183,6 +386,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the schema as YAML")
     p.add_argument("--json", action="store_true", help="print the schema as JSON")
     p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser("predict", help="poses of images, a folder, a video or a webcam")
+    p.add_argument("source", help="image file, folder of images, video file or webcam index")
+    _add_inference_args(p)
+    p.add_argument("--out", help="write drawn images (same names) or <video stem>.mp4 here")
+    p.add_argument("--json", help="write COCO keypoint results here")
+    p.add_argument("--show", action="store_true", help="show drawn frames (Esc or q stops)")
+    p.add_argument("--threshold", type=float, default=0.1, help="keypoint score to draw (0.1)")
+    p.add_argument(
+        "--batch-size", type=int, help=f"frames per forward pass (video: {VIDEO_BATCH}, else 1)"
+    )
+    p.add_argument("--random-weights", action="store_true", help="with --model: untrained")
+    p.add_argument("--schema", help="with --random-weights: built-in schema name or YAML")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("eval", help="COCO OKS AP of a model on a COCO keypoint dataset")
+    _add_inference_args(p)
+    p.add_argument("--ann", required=True, help="COCO keypoint JSON")
+    p.add_argument("--images", required=True, help="image root (file_name is relative to it)")
+    p.add_argument("--category-id", type=int, help="evaluate only this category")
+    p.add_argument("--json", help="write the COCO results JSON here")
+    p.set_defaults(func=_cmd_eval)
     return parser
 
 

@@ -1,14 +1,26 @@
 """Predictor: BGR images -> list[Pose] in image pixels, for bottom-up (PAF) models.
 
-Per scale the image is resized to ``input_height * scale`` rows keeping its aspect ratio and padded
-right/bottom to a multiple of the stride; the image -> input affine is recorded (cv2's half-pixel
-resize convention). The maps of every scale (and of the mirrored input when ``flip``) are brought
-into the output frame of the first scale and averaged there; decoding maps poses straight to image
-pixels through one composed affine, so the maps are never upsampled to image size.
+Frames (see ``codecs.paf``): image pixels -> input pixels -> output pixels, pixel centers at
+integer coordinates everywhere. Per scale the image is resized to ``round(input_height * scale)``
+rows keeping its aspect ratio (cv2's half-pixel convention: ``x_in = (x_img + 0.5) * f - 0.5``) and
+zero-padded right and bottom to a multiple of the stride (0 after normalisation = gray, as in
+Lightweight OpenPose). The image -> input affine of each scale is kept; nothing is ever cropped.
+
+Multi-scale and flip: the maps of every scale (and of the mirrored input, brought back with
+``PafCodec.unflip``) are warped into the output frame of the **largest** scale and averaged there.
+Decoding maps poses straight to image pixels through one composed affine, so the maps are never
+upsampled to image size.
+
+Speed (CPU): the Predictor runs a copy of the model with every BatchNorm folded into the conv
+before it (exact in eval mode) in channels-last memory format; inputs are written straight into an
+NHWC float32 buffer, which *is* that layout (no transposes or copies); forward passes run under
+``torch.inference_mode``; decoding works at output resolution (``PafDecodeConfig.upsample=1``).
+``torch.set_num_threads`` is the caller's (see ``benchmarks/predict_speed.py``).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,9 +28,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from posekit.codecs.paf import PafCodec, PafDecodeConfig
-from posekit.data.transforms import compose_affine, invert_affine, normalize_image
+from posekit.data.transforms import PIXEL_MEAN, PIXEL_SCALE, compose_affine, invert_affine
 from posekit.errors import ConfigError
 from posekit.schema import KeypointSchema
 from posekit.structures import Pose
@@ -28,12 +42,34 @@ logger = logging.getLogger(__name__)
 _CV_MAX_CHANNELS = 512  # cv2.warpAffine handles at most this many channels per call
 
 
-@dataclass(frozen=True, eq=False)
-class _Prepared:
-    """One resized + padded input: (3, Hp, Wp) float32 and its image -> input affine."""
+@dataclass(frozen=True)
+class InputGeometry:
+    """Where one image lands in the network input at one scale.
 
-    tensor: np.ndarray
+    Attributes:
+        resized: (W, H) of the resized image, input pixels (the rest of the input is padding).
+        padded: (W, H) of the network input, multiples of the stride.
+        matrix: (2, 3) float64 affine, image pixels -> input pixels.
+    """
+
+    resized: tuple[int, int]
+    padded: tuple[int, int]
     matrix: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Maps:
+    """Averaged network maps of one image and the affine that takes them to image pixels.
+
+    Attributes:
+        heatmaps: (K+1, h, w) float32, output frame of the largest scale.
+        pafs: (2L, h, w) float32, same frame.
+        to_image: (2, 3) float64 affine, output pixels -> image pixels.
+    """
+
+    heatmaps: np.ndarray
+    pafs: np.ndarray
+    to_image: np.ndarray
 
 
 class Predictor:
@@ -45,12 +81,16 @@ class Predictor:
         codec: the ``PafCodec`` (stride, decoding parameters); default ``PafCodec(schema)`` with
             the model's ``stride`` attribute (8 when absent).
         input_height: rows of the network input at scale 1 (Lightweight OpenPose demo: 256).
-        scales: input scales whose maps are averaged (first one = reference frame).
+        scales: input scales whose maps are averaged.
         flip: also run the mirrored input and average (needs a left/right symmetric skeleton).
         device: torch device.
         decode_config: overrides ``codec.decode_config``.
-        channels_last: run in channels-last memory format on CPU (faster; converts the model's
-            parameters in place, so a model still being trained should pass False).
+        channels_last: run in channels-last memory format on CPU (faster for these networks).
+        fold_batchnorm: fold each BatchNorm into the conv before it (fewer passes over memory).
+
+    With ``channels_last`` or ``fold_batchnorm`` the Predictor runs a copy of ``model`` (in eval
+    mode, on ``device``) and never modifies the model given; otherwise it runs ``model`` itself,
+    switched to eval mode and moved to ``device``.
     """
 
     def __init__(
@@ -65,14 +105,15 @@ class Predictor:
         device: str | torch.device = "cpu",
         decode_config: PafDecodeConfig | None = None,
         channels_last: bool = True,
+        fold_batchnorm: bool = True,
     ) -> None:
         if codec is None:
             codec = PafCodec(schema, stride=int(getattr(model, "stride", 8)))
         elif codec.schema != schema:
             raise ConfigError(f"codec schema '{codec.schema.name}' is not '{schema.name}'")
-        if input_height < codec.stride:
+        if int(input_height) < codec.stride:
             raise ConfigError(f"input_height must be >= the stride {codec.stride}")
-        if not scales or any(s <= 0 for s in scales):
+        if not scales or any(not s > 0 for s in scales):
             raise ConfigError(f"scales must be positive numbers, got {list(scales)}")
         if flip:
             codec.schema.require_paf_flip()
@@ -84,112 +125,154 @@ class Predictor:
         self.device = torch.device(device)
         self.decode_config = decode_config
         self.channels_last = channels_last and self.device.type == "cpu"
+        if self.channels_last or fold_batchnorm:
+            model = copy.deepcopy(model)
         self.model = model.to(self.device).eval()
+        if fold_batchnorm:
+            _fold_batchnorm(self.model)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ preprocessing
-    def _prepare(self, image_bgr: np.ndarray, scale: float) -> _Prepared:
-        h, w = image_bgr.shape[:2]
+    def geometry(self, image_size: tuple[int, int], scale: float = 1.0) -> InputGeometry:
+        """Resized and padded input size of an image of size (W, H) at ``scale``."""
+        w, h = image_size
         s = self.codec.stride
         new_h = max(round(self.input_height * scale), s)
         new_w = max(round(w * new_h / h), 1)
-        interp = cv2.INTER_AREA if new_h < h else cv2.INTER_LINEAR
-        resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=interp)
         fx, fy = new_w / w, new_h / h
-        # cv2.resize maps pixel centers x -> (x + 0.5) * f - 0.5
         matrix = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])
-        pad_h, pad_w = -new_h % s, -new_w % s
-        tensor = normalize_image(resized)
-        if pad_h or pad_w:  # 0 after normalisation = gray, as in Lightweight OpenPose
-            tensor = np.pad(tensor, ((0, 0), (0, pad_h), (0, pad_w)))
-        return _Prepared(tensor, matrix)
+        padded = (new_w + (-new_w % s), new_h + (-new_h % s))
+        return InputGeometry((new_w, new_h), padded, matrix)
+
+    def output_to_image(self, geo: InputGeometry) -> np.ndarray:
+        """(2, 3) affine from the output pixels of an input of geometry ``geo`` to image pixels."""
+        return compose_affine(invert_affine(geo.matrix), self.codec.output_to_input_matrix())
+
+    def prepare(self, images: Sequence[np.ndarray], geo: InputGeometry) -> torch.Tensor:
+        """(B, 3, H, W) float32 network input of same-size BGR images placed as ``geo`` says;
+        with ``flip`` the B mirrored inputs follow (2B in all). On ``self.device``.
+
+        The batch is built in an NHWC buffer: its NCHW view is channels-last without a copy.
+        """
+        (w, h), (pw, ph) = geo.resized, geo.padded
+        n = len(images)
+        buf = np.zeros((n * (2 if self.flip else 1), ph, pw, 3), dtype=np.float32)
+        for i, image in enumerate(images):
+            src_h = image.shape[0]
+            interp = cv2.INTER_AREA if h < src_h else cv2.INTER_LINEAR
+            resized = cv2.resize(image, (w, h), interpolation=interp)
+            np.subtract(resized, np.float32(PIXEL_MEAN), out=buf[i, :h, :w], dtype=np.float32)
+        buf[:n] *= np.float32(PIXEL_SCALE)
+        if self.flip:
+            buf[n:] = buf[:n, :, ::-1]
+        x = torch.from_numpy(buf).permute(0, 3, 1, 2)
+        if not self.channels_last:
+            x = x.contiguous()
+        return x.to(self.device)
 
     @torch.inference_mode()
-    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, 3, H, W) -> last stage maps as float32 NumPy (B, K+1, h, w), (B, 2L, h, w)."""
-        x = torch.from_numpy(batch).to(self.device)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+    def forward(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 3, H, W) input -> last stage maps as float32 NumPy (B, K+1, h, w), (B, 2L, h, w)."""
         heatmaps, pafs = self.model(x)[-1]
         return heatmaps.float().cpu().numpy(), pafs.float().cpu().numpy()
 
-    # ------------------------------------------------------------------ maps
-    def maps(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Averaged maps of one image and the (2, 3) affine from their frame to image pixels.
+    def _batch_maps(self, images: Sequence[np.ndarray], scale: float) -> list[Maps]:
+        """Maps of same-size images at one scale (flip averaged), each in its own output frame."""
+        h, w = images[0].shape[:2]
+        geo = self.geometry((w, h), scale)
+        heatmaps, pafs = self.forward(self.prepare(images, geo))
+        to_image = self.output_to_image(geo)
+        out = []
+        n = len(images)
+        for i in range(n):
+            hm, pf = heatmaps[i], pafs[i]
+            if self.flip:
+                fh, fp = self.codec.unflip(heatmaps[n + i], pafs[n + i])
+                hm, pf = (hm + fh) * 0.5, (pf + fp) * 0.5
+            out.append(Maps(hm, pf, to_image))
+        return out
 
-        Returns:
-            heatmaps (K+1, h, w), pafs (2L, h, w) in the output frame of the first scale, and the
-            output -> image matrix.
-        """
-        if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-            raise ConfigError(
-                f"expected an (H, W, 3) BGR image, got shape {getattr(image_bgr, 'shape', None)}"
-            )
-        out_to_in = self.codec.output_to_input_matrix()
-        ref_to_image = None
-        ref_size = None
-        acc_h = acc_p = None
-        count = 0
-        for scale in self.scales:
-            prep = self._prepare(image_bgr, scale)
-            batch = prep.tensor[None]
-            if self.flip:
-                batch = np.concatenate([batch, batch[..., ::-1]])
-            heatmaps, pafs = self._forward(np.ascontiguousarray(batch))
-            hm, pf = heatmaps[0], pafs[0]
-            if self.flip:
-                fh, fp = self.codec.unflip(heatmaps[1], pafs[1])
-                hm, pf = (hm + fh) / 2, (pf + fp) / 2
-            out_to_image = compose_affine(invert_affine(prep.matrix), out_to_in)
-            if ref_to_image is None:
-                ref_to_image, ref_size = out_to_image, (hm.shape[2], hm.shape[1])
-                acc_h, acc_p = hm.astype(np.float32), pf.astype(np.float32)
-            else:  # bring this scale's maps into the reference output frame
-                this_to_ref = compose_affine(invert_affine(ref_to_image), out_to_image)
-                acc_h += _warp_maps(hm, this_to_ref, ref_size)
-                acc_p += _warp_maps(pf, this_to_ref, ref_size)
-            count += 1
-        return acc_h / count, acc_p / count, ref_to_image
+    # ------------------------------------------------------------------ maps
+    def maps(self, image_bgr: np.ndarray) -> Maps:
+        """Averaged maps of one (H, W, 3) uint8 BGR image, in the largest scale's output frame."""
+        return self._maps_batch([_check_image(image_bgr)])[0]
+
+    def _maps_batch(self, images: Sequence[np.ndarray]) -> list[Maps]:
+        """``maps`` of same-size images, one forward pass per scale."""
+        order = sorted(range(len(self.scales)), key=lambda i: -self.scales[i])
+        ref = self._batch_maps(images, self.scales[order[0]])
+        if len(order) == 1:
+            return ref
+        acc_h = [m.heatmaps.copy() for m in ref]
+        acc_p = [m.pafs.copy() for m in ref]
+        for i in order[1:]:
+            for n, m in enumerate(self._batch_maps(images, self.scales[i])):
+                # this scale's output frame -> the reference output frame
+                to_ref = compose_affine(invert_affine(ref[n].to_image), m.to_image)
+                size = (ref[n].heatmaps.shape[2], ref[n].heatmaps.shape[1])
+                acc_h[n] += _warp_maps(m.heatmaps, to_ref, size)
+                acc_p[n] += _warp_maps(m.pafs, to_ref, size)
+        k = np.float32(1.0 / len(order))
+        return [Maps(h * k, p * k, r.to_image) for h, p, r in zip(acc_h, acc_p, ref, strict=True)]
+
+    # ------------------------------------------------------------------ poses
+    def decode(self, maps: Maps) -> list[Pose]:
+        """Poses of ``maps`` in image pixels, best first."""
+        return self.codec.decode(
+            maps.heatmaps, maps.pafs, affine=maps.to_image, config=self.decode_config
+        )
 
     def predict(self, image_bgr: np.ndarray) -> list[Pose]:
         """Poses of one (H, W, 3) uint8 BGR image, keypoints in image pixels, best first."""
-        heatmaps, pafs, to_image = self.maps(image_bgr)
-        return self.codec.decode(heatmaps, pafs, affine=to_image, config=self.decode_config)
+        return self.decode(self.maps(image_bgr))
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[list[Pose]]:
-        """Poses of several images. Same-size images at a single scale share one forward pass."""
-        if len(self.scales) != 1 or len({im.shape for im in images}) != 1:
-            return [self.predict(im) for im in images]
-        preps = [self._prepare(im, self.scales[0]) for im in images]
-        batch = np.stack([p.tensor for p in preps])
-        if self.flip:
-            batch = np.concatenate([batch, batch[..., ::-1]])
-        heatmaps, pafs = self._forward(np.ascontiguousarray(batch))
-        out_to_in = self.codec.output_to_input_matrix()
-        results = []
-        for i, prep in enumerate(preps):
-            hm, pf = heatmaps[i], pafs[i]
-            if self.flip:
-                fh, fp = self.codec.unflip(heatmaps[len(preps) + i], pafs[len(preps) + i])
-                hm, pf = (hm + fh) / 2, (pf + fp) / 2
-            to_image = compose_affine(invert_affine(prep.matrix), out_to_in)
-            results.append(self.codec.decode(hm, pf, affine=to_image, config=self.decode_config))
-        return results
+        """Poses of several images, in order. Images of the same size share forward passes."""
+        images = [_check_image(im) for im in images]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(image.shape, []).append(i)
+        out: list[list[Pose]] = [[] for _ in images]
+        for indices in groups.values():
+            maps = self._maps_batch([images[i] for i in indices])
+            for i, m in zip(indices, maps, strict=True):
+                out[i] = self.decode(m)
+        return out
+
+
+def _fold_batchnorm(model: nn.Module) -> None:
+    """Fold, in place, every ``BatchNorm2d`` that follows a ``Conv2d`` in an ``nn.Sequential``
+    into that conv (``torch.nn.utils.fusion``; exact for an eval-mode model); the BatchNorm
+    becomes an ``Identity``."""
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(conv, bn)
+                seq[i + 1] = nn.Identity()
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    shape = getattr(image, "shape", None)
+    if shape is None or len(shape) != 3 or shape[2] != 3 or min(shape[:2]) < 1:
+        raise ConfigError(f"expected an (H, W, 3) BGR image, got shape {shape}")
+    if image.dtype != np.uint8:
+        raise ConfigError(f"expected a uint8 BGR image, got dtype {image.dtype}")
+    return image
 
 
 def _warp_maps(maps: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Warp (C, h, w) maps by a (2, 3) matrix into (C, size[1], size[0]), bilinear, zero border."""
+    """Warp (C, h, w) maps by a (2, 3) matrix into (C, size[1], size[0]), bilinear.
+
+    The border is replicated: the cells at the image edge of a coarser scale are still the best
+    estimate just outside it (a constant 0 would halve the averaged maps along the edges).
+    """
     out = np.empty((maps.shape[0], size[1], size[0]), dtype=np.float32)
     for start in range(0, maps.shape[0], _CV_MAX_CHANNELS):
         chunk = np.ascontiguousarray(maps[start : start + _CV_MAX_CHANNELS].transpose(1, 2, 0))
         warped = cv2.warpAffine(
-            chunk,
-            matrix,
-            size,
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
+            chunk, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
         out[start : start + _CV_MAX_CHANNELS] = warped.reshape(size[1], size[0], -1).transpose(
             2, 0, 1

@@ -8,11 +8,12 @@ import cv2
 import numpy as np
 
 from posekit.schema import KeypointSchema
+from posekit.structures import Pose
 
 
 def draw_poses(
     image_bgr: np.ndarray,
-    keypoints: np.ndarray,
+    keypoints: np.ndarray | Sequence[Pose],
     schema: KeypointSchema,
     *,
     threshold: float = 0.0,
@@ -23,8 +24,9 @@ def draw_poses(
 
     Args:
         image_bgr: (H, W, 3) uint8.
-        keypoints: (N, K, 3) — x, y image pixels and a visibility flag or a score; a keypoint is
-            drawn when its third value is > ``threshold``, a limb when both ends are.
+        keypoints: (N, K, 3) — x, y image pixels and a visibility flag or a score — or a
+            sequence of N ``Pose`` s; a keypoint is drawn when its third value is > ``threshold``,
+            a limb when both ends are.
         schema: gives the limbs and colors.
         threshold: minimum score / visibility to draw.
         ids: optional instance ids written next to each instance.
@@ -34,6 +36,8 @@ def draw_poses(
         (H, W, 3) uint8, the drawn copy.
     """
     out = np.ascontiguousarray(image_bgr).copy()
+    if not isinstance(keypoints, np.ndarray):
+        keypoints = [p.keypoints if isinstance(p, Pose) else p for p in keypoints]
     kpts = np.asarray(keypoints, dtype=np.float32).reshape(-1, schema.num_keypoints, 3)
     if thickness is None:
         thickness = max(1, round(max(out.shape[:2]) / 320))
