@@ -14,17 +14,9 @@ import pytest
 import torch
 
 from posekit.engine.checkpoint import load_checkpoint
+from tests.tiny_run import TINY_RUN
 
-TINY = [
-    "data.synth_train_images=8",
-    "data.synth_val_images=2",
-    "data.synth_image_size=64",
-    "data.augment.input_size=[64,64]",
-    "data.workers=0",
-    "train.batch_size=4",
-    "schedule.warmup_iters=2",
-    "train.checkpoint_every=1",
-]
+TINY = [*TINY_RUN, "train.checkpoint_every=1"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 

@@ -12,17 +12,9 @@ from posekit.engine.checkpoint import load_checkpoint
 from posekit.engine.trainer import Trainer
 from posekit.errors import ConfigError
 from posekit.schema import KeypointSchema
+from tests.tiny_run import TINY_RUN
 
-TINY = [
-    "data.synth_train_images=8",
-    "data.synth_val_images=2",
-    "data.synth_image_size=64",
-    "data.augment.input_size=[64,64]",
-    "data.workers=0",
-    "train.batch_size=4",
-    "train.checkpoint_every=3",
-    "schedule.warmup_iters=2",
-]
+TINY = [*TINY_RUN, "train.checkpoint_every=3"]
 
 
 def _config(out, *extra):

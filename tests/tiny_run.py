@@ -1,0 +1,13 @@
+"""Config overrides of a tiny synthetic training run (seconds on CPU), shared by the engine tests."""
+
+from __future__ import annotations
+
+TINY_RUN = (
+    "data.synth_train_images=8",
+    "data.synth_val_images=2",
+    "data.synth_image_size=64",
+    "data.augment.input_size=[64,64]",
+    "data.workers=0",
+    "train.batch_size=4",
+    "schedule.warmup_iters=2",
+)
