@@ -42,6 +42,11 @@ _SHIFT = 4  # cv2 fixed-point bits: shapes are drawn at 1/16 pixel precision
 _ONE = 1 << _SHIFT
 _MIN_COLOR = 16  # figure pixels have a channel >= 16 (x0.5 texture), so 0 means "not drawn"
 _HIDDEN_JITTER = 0.3  # hidden links (other parts, limbless keypoints) vary less than limbs
+# A figure placed freely goes to the best of this many uniform candidate centers (the farthest from
+# the figures already placed: Mitchell's best-candidate sampling). With one candidate, large figures
+# pile up by chance and tangle so much that even perfect maps group them badly (perfect-map AP
+# 0.79 -> 0.91 for 2-3 figures of 0.4-0.8 x 160 px); occlusion comes from ``overlap_prob``.
+_PLACE_CANDIDATES = 3
 # Inclusive bounds of every config value; integer-valued keys; keys holding a pair (a, b).
 _BOUNDS = {
     "num_images": (1, 10**9),
@@ -56,6 +61,7 @@ _BOUNDS = {
     "partial_prob": (0.0, 1.0),
     "overlap_prob": (0.0, 1.0),
     "angle_jitter": (0.0, np.pi),
+    "max_rotation": (0.0, 180.0),
     "length_jitter": (0.0, 1.0),
     "noise_std": (0.0, 100.0),
 }
@@ -84,6 +90,10 @@ class SynthConfig:
         scale_range: figure size (larger side of its template box) as a fraction of min(W, H).
         partial_prob: probability that a figure is centered near the border (partly outside).
         overlap_prob: probability that a figure is placed over an earlier one (occlusion).
+        max_rotation: figures are rotated uniformly in [-max, max] degrees from the upright
+            template (the first keypoint of each flip pair on the image's right, as for a person
+            facing the camera). 180 gives any orientation, which makes left and right unlearnable
+            for a mirror-symmetric schema: a mirrored figure is then a rotated one.
         angle_jitter: standard deviation (radians) of each limb's angle around the template.
         length_jitter: relative standard deviation of each limb's length.
         thickness_range: limb thickness as a fraction of the figure's unit limb length.
@@ -100,6 +110,7 @@ class SynthConfig:
     scale_range: tuple[float, float] = (0.25, 0.65)
     partial_prob: float = 0.2
     overlap_prob: float = 0.25
+    max_rotation: float = 30.0
     angle_jitter: float = 0.3
     length_jitter: float = 0.15
     thickness_range: tuple[float, float] = (0.15, 0.35)
@@ -167,7 +178,9 @@ class _Template:
     ``angle`` (K,) radians relative to the parent link's direction, ``length`` (K,) in figure units,
     ``hidden`` (K,) links from the first root to other parts' roots (placed, not drawn),
     ``ancestors`` (K, K): ``[k, j] = 1`` when link ``j`` is on the path from the first root to ``k``,
-    ``limbless`` indices of keypoints without a limb, ``extent`` the larger side of the figure's box.
+    ``limbless`` indices of keypoints without a limb, ``extent`` the larger side of the figure's box,
+    ``upright`` the rotation (radians) that turns the summed vector from the second to the first
+    keypoint of each flip pair to +x (0 without pairs).
     """
 
     angle: np.ndarray
@@ -176,6 +189,7 @@ class _Template:
     ancestors: np.ndarray
     limbless: np.ndarray
     extent: float
+    upright: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,7 +306,11 @@ def _template(
     touched = {i for limb in limbs for i in (limb.src, limb.dst)}
     limbless = np.asarray([i for i in range(k) if i not in touched], dtype=np.int64)
     extent = max(float(np.ptp(pos, axis=0).max()), 1.0)
-    return _Template(angle, np.linalg.norm(link, axis=1), hidden, ancestors, limbless, extent)
+    across = sum((pos[i] - pos[j] for i, j in enumerate(flip) if i < j), np.zeros(2))
+    upright = -float(np.arctan2(across[1], across[0])) if np.hypot(*across) > 1e-9 else 0.0
+    return _Template(
+        angle, np.linalg.norm(link, axis=1), hidden, ancestors, limbless, extent, upright
+    )
 
 
 def _hsv_bgr(hue: float, sat: float, val: float) -> np.ndarray:
@@ -340,14 +358,17 @@ def _background(rng: np.random.Generator, config: SynthConfig) -> np.ndarray:
 def _place(
     rng: np.random.Generator, config: SynthConfig, size: float, centers: list[np.ndarray]
 ) -> np.ndarray:
-    """Center (2,) of a new figure: over an earlier one, across the border, or inside."""
+    """Center (2,) of a new figure: over an earlier one, across the border, or inside (the best of
+    ``_PLACE_CANDIDATES`` candidates)."""
     wh = np.asarray(config.image_size, dtype=np.float64) - 1.0
     if centers and rng.random() < config.overlap_prob:
         phi = rng.uniform(0, 2.0 * np.pi)
         step = rng.uniform(0.25, 0.6) * size * np.array([np.cos(phi), np.sin(phi)])
         return centers[int(rng.integers(len(centers)))] + step
     margin = np.minimum(size / 2.0, wh / 2.0)  # the whole figure inside when it fits
-    center = margin + rng.uniform(0, 1, 2) * (wh - 2.0 * margin)
+    candidates = margin + rng.uniform(0, 1, (_PLACE_CANDIDATES, 2)) * (wh - 2.0 * margin)
+    gaps = [np.linalg.norm(candidates - c, axis=1) for c in centers] or [np.zeros(len(candidates))]
+    center = candidates[int(np.argmax(np.min(gaps, axis=0)))]
     if rng.random() < config.partial_prob:
         axis, side = int(rng.integers(2)), int(rng.integers(2))
         offset = rng.uniform(-0.35, 0.15) * size  # < 0: the center itself is outside
@@ -433,7 +454,8 @@ def generate_image(
         unit = size / tpl.extent  # pixels per figure unit (about one limb)
         angle = tpl.angle + rng.normal(0, config.angle_jitter, k) * jitter
         length = tpl.length * np.clip(1 + rng.normal(0, config.length_jitter, k) * jitter, 0.4, 2)
-        pos = unit * _pose(tpl.ancestors, angle, length, rng.uniform(-np.pi, np.pi))
+        turn = tpl.upright + np.deg2rad(rng.uniform(-config.max_rotation, config.max_rotation))
+        pos = unit * _pose(tpl.ancestors, angle, length, turn)
         for idx, sources in schema.virtual_sources:
             pos[idx] = pos[list(sources)].mean(axis=0)
         centers.append(_place(rng, config, size, centers))
