@@ -1,6 +1,7 @@
-"""Bottom-up (part affinity field) networks: Lightweight OpenPose and OpenPose (CMU, VGG19).
+"""Bottom-up (part affinity field) networks: Lightweight OpenPose, OpenPose (CMU, VGG19) and a
+small residual network for CPU training from scratch (``PafTiny``).
 
-Both networks share one output contract. For an input ``x (B, 3, H, W)`` float32 with H, W
+All networks share one output contract. For an input ``x (B, 3, H, W)`` float32 with H, W
 multiples of the stride 8, ``forward(x)`` returns a list with one ``(heatmaps, pafs)`` pair per
 stage (initial stage first, last refinement stage last):
 
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from posekit.models.backbones.mobilenet import MobileNetV1Trunk, conv_block, depthwise_separable
+from posekit.models.backbones.residual import BasicBlock, ResidualTrunk
 from posekit.models.backbones.vgg import VGG19Trunk
 from posekit.schema import KeypointSchema
 
@@ -31,6 +33,7 @@ __all__ = [
     "LightweightOpenPose",
     "OpenPoseVGG19",
     "OutputConv",
+    "PafTiny",
     "StageOutputs",
     "init_weights",
 ]
@@ -349,4 +352,95 @@ class OpenPoseVGG19(nn.Module):
         for stage in self.refinement_stages:
             heatmaps, pafs = outputs[-1]
             outputs.append(stage(torch.cat([pafs, heatmaps, features], dim=1)))
+        return outputs
+
+
+# ---------------------------------------------------------------- small residual PAF network
+
+
+def _tiny_head(channels: int, out_channels: int, kind: str) -> nn.Sequential:
+    """3x3 conv + BN + ReLU, then the 1x1 ``OutputConv``."""
+    return nn.Sequential(
+        conv_block(channels, channels, bias=False), OutputConv(channels, out_channels, kind=kind)
+    )
+
+
+class TinyPafStage(nn.Module):
+    """One stage of ``PafTiny``: a heatmap head and a PAF head on shared features.
+
+    A refinement stage (``in_channels`` > ``channels``) first mixes ``concat(features, heatmaps,
+    pafs)`` back to ``channels`` with a 1x1 conv and two residual blocks.
+    """
+
+    def __init__(self, in_channels: int, channels: int, num_heatmaps: int, num_pafs: int) -> None:
+        super().__init__()
+        self.trunk: nn.Module = (
+            nn.Identity()
+            if in_channels == channels
+            else nn.Sequential(
+                conv_block(in_channels, channels, 1, bias=False),
+                BasicBlock(channels),
+                BasicBlock(channels, dilation=2),
+            )
+        )
+        self.heatmaps = _tiny_head(channels, num_heatmaps, "heatmaps")
+        self.pafs = _tiny_head(channels, num_pafs, "pafs")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.trunk(x)
+        return self.heatmaps(x), self.pafs(x)
+
+
+class PafTiny(nn.Module):
+    """A small residual PAF network for training from scratch on a CPU (~1.7M parameters).
+
+    ``ResidualTrunk`` (stride 8, ``2 * width`` channels) -> initial stage (a 3x3 head per output)
+    -> optional refinement stages on ``concat(features, heatmaps, pafs)``. No published weights:
+    it is the default network of ``posekit train`` on synthetic data, and a quick baseline on
+    small data sets; for photos, ``lwop_mobilenet`` started from the published weights learns more.
+
+    Args:
+        schema: keypoint schema; gives K + 1 heatmap and 2L PAF channels. Kept as ``self.schema``.
+        num_refinement_stages: refinement stages after the initial stage (default 0).
+        width: trunk width (features have ``2 * width`` channels).
+
+    Shapes: ``forward(x (B, 3, H, W) float32)`` with H, W multiples of 8 returns ``1 +
+    num_refinement_stages`` pairs ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``.
+    Initialisation: PyTorch's defaults (Kaiming uniform convs), which train from scratch at the
+    default learning rate.
+    """
+
+    def __init__(
+        self, schema: KeypointSchema, *, num_refinement_stages: int = 0, width: int = 64
+    ) -> None:
+        super().__init__()
+        self.schema = schema
+        self.stride = STRIDE
+        self.num_heatmaps, self.num_pafs = _num_outputs(schema)
+        self.backbone = ResidualTrunk(width)
+        channels = self.backbone.out_channels
+        self.initial_stage = TinyPafStage(channels, channels, self.num_heatmaps, self.num_pafs)
+        self.refinement_stages = nn.ModuleList(
+            TinyPafStage(
+                channels + self.num_heatmaps + self.num_pafs,
+                channels,
+                self.num_heatmaps,
+                self.num_pafs,
+            )
+            for _ in range(_num_stages(num_refinement_stages))
+        )
+
+    @property
+    def num_refinement_stages(self) -> int:
+        """Number of refinement stages (``len(forward(x)) - 1``)."""
+        return len(self.refinement_stages)
+
+    def forward(self, x: torch.Tensor) -> StageOutputs:
+        """``x (B, 3, H, W)`` -> list of ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``."""
+        _check_input(x)
+        features = self.backbone(x)
+        outputs = [self.initial_stage(features)]
+        for stage in self.refinement_stages:
+            heatmaps, pafs = outputs[-1]
+            outputs.append(stage(torch.cat([features, heatmaps, pafs], dim=1)))
         return outputs

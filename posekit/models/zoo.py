@@ -21,7 +21,7 @@ from typing import Any
 from torch import nn
 
 from posekit.errors import ConfigError
-from posekit.models.bottomup import LightweightOpenPose, OpenPoseVGG19
+from posekit.models.bottomup import LightweightOpenPose, OpenPoseVGG19, PafTiny
 from posekit.models.weights import (
     CheckpointError,
     InputSpec,
@@ -52,6 +52,7 @@ __all__ = [
     "load_weights",
     "lwop_mobilenet",
     "openpose_vgg19",
+    "paf_tiny",
 ]
 
 
@@ -112,6 +113,20 @@ def openpose_vgg19(
     )
 
 
+def paf_tiny(
+    *,
+    schema: KeypointSchema | str | None = None,
+    num_refinement_stages: int | None = None,
+    weights: Weights | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> PafTiny:
+    """A small residual PAF network trained from scratch (``bottomup.PafTiny``, no published
+    weights; ``weights`` may be a checkpoint file). See ``build_model`` for the arguments.
+    """
+    return _build("paf_tiny", PafTiny, schema, num_refinement_stages, weights, cache_dir, progress)
+
+
 _LWOP_COCO = WeightsInfo(
     name="lwop_mobilenet_coco",
     model="lwop_mobilenet",
@@ -165,6 +180,13 @@ MODELS: Mapping[str, ModelEntry] = _unique_table(
             builder=openpose_vgg19,
             weights=(),
             description="OpenPose (CMU), VGG19 trunk, 7x7 refinement stages, ~52M parameters",
+        ),
+        ModelEntry(
+            name="paf_tiny",
+            builder=paf_tiny,
+            weights=(),
+            description="small residual PAF network for CPU training from scratch, ~1.7M "
+            "parameters (the synthetic-data default)",
         ),
     ),
     "model",

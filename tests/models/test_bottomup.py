@@ -17,6 +17,7 @@ from posekit.models.bottomup import (
     LightweightOpenPose,
     OpenPoseVGG19,
     OutputConv,
+    PafTiny,
 )
 from posekit.schema import KeypointSchema
 
@@ -35,6 +36,8 @@ MODELS = (
     (LightweightOpenPose, 1),
     (LightweightOpenPose, 2),
     (OpenPoseVGG19, 1),  # 5 in the CMU network; one keeps the test fast (see test_vgg19_default)
+    (PafTiny, 0),
+    (PafTiny, 2),
 )
 
 
@@ -66,6 +69,22 @@ def test_custom_schema_counts():
     # refinement input = concat(features 128, heatmaps K+1, pafs 2L)
     first = model.refinement_stages[0].trunk[0].initial[0]
     assert first.in_channels == 128 + 18 + 34
+
+
+def test_paf_tiny_is_small_and_every_stage_learns():
+    torch.manual_seed(0)
+    schema = KeypointSchema.named("coco_person")
+    model = PafTiny(schema)
+    assert model.num_refinement_stages == 0
+    assert 1.4e6 < sum(p.numel() for p in model.parameters()) < 1.9e6
+    two = PafTiny(schema, num_refinement_stages=1)
+    # refinement input = concat(features 128, heatmaps K+1, pafs 2L)
+    assert two.refinement_stages[0].trunk[0][0].in_channels == 128 + 18 + 38
+    outputs = two(torch.randn(2, 3, 32, 32))
+    sum(h.square().sum() + p.square().sum() for h, p in outputs).backward()
+    assert [n for n, p in two.named_parameters() if p.grad is None or not p.grad.any()] == []
+    with pytest.raises(ValueError, match="width must be an even int"):
+        PafTiny(schema, width=7)
 
 
 def test_vgg19_default_has_five_refinement_stages():
