@@ -171,3 +171,56 @@ def test_bad_config_names_the_key(key: str, value: object) -> None:
 def test_bad_split_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="split"):
         write_dataset(tmp_path, KeypointSchema.named("coco_person"), SMALL, split="../x")
+
+
+def _limb_hues(schema: KeypointSchema, config: SynthConfig, seed: int) -> dict[int, float]:
+    """Median OpenCV hue (0..180) around the middle of each fully visible limb of one figure."""
+    image, (figure,) = generate_image(schema, np.random.default_rng(seed), config)
+    hue = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)[..., 0].astype(float)
+    xy, v = figure.keypoints[:, :2], figure.keypoints[:, 2]
+    hues = {}
+    for j, limb in enumerate(schema.limbs):
+        if v[limb.src] == 2 and v[limb.dst] == 2:
+            t = np.linspace(0.35, 0.65, 7)[:, None]
+            pts = np.round(xy[limb.src] * (1 - t) + xy[limb.dst] * t).astype(int)
+            hues[j] = float(np.median(hue[pts[:, 1], pts[:, 0]]))
+    return hues
+
+
+def test_part_colors_give_each_limb_type_one_hue_shared_with_its_mirror() -> None:
+    schema = KeypointSchema.named("coco_person")
+    clean = SynthConfig(
+        image_size=(256, 256),
+        min_instances=1,
+        max_instances=1,
+        scale_range=(0.8, 0.9),
+        partial_prob=0.0,
+        clutter=0,
+        noise_std=0.0,
+        angle_jitter=0.05,
+        part_colors=True,
+    )
+    names = [(schema.keypoints[limb.src], schema.keypoints[limb.dst]) for limb in schema.limbs]
+    shin = names.index(("left_knee", "left_ankle"))
+    mirror = names.index(("right_knee", "right_ankle"))
+    upper_arm = names.index(("left_shoulder", "left_elbow"))
+    seen = [h for h in (_limb_hues(schema, clean, seed) for seed in range(6)) if shin in h]
+    assert len(seen) >= 3
+    shins = [h[shin] for h in seen]
+    assert max(shins) - min(shins) < 6  # the same hue on every figure
+    both = [h for h in seen if mirror in h]
+    assert both and all(abs(h[shin] - h[mirror]) < 6 for h in both)
+    arms = [h for h in seen if upper_arm in h]
+    assert arms and all(abs(h[shin] - h[upper_arm]) > 8 for h in arms)
+    # without part colors a figure has one random color: the shin's hue changes between figures
+    plain = [
+        h[shin]
+        for h in (_limb_hues(schema, replace(clean, part_colors=False), s) for s in range(6))
+        if shin in h
+    ]
+    assert max(plain) - min(plain) > 10
+
+
+def test_part_colors_must_be_a_bool() -> None:
+    with pytest.raises(ConfigError, match="part_colors"):
+        SynthConfig(part_colors="yes")  # type: ignore[arg-type]
