@@ -395,6 +395,10 @@ class PafCodec:
             self._limb_dst,
             cfg.fragment_reach,
             self._limb_mirror,
+            lambda limb, src, dst: (
+                paf_grouping.mean_alignment(pafs, peaks.xy, limb, src, dst, cfg.paf_samples)
+                > cfg.paf_min_score
+            ),
         )
         return paf_grouping.to_poses(slots, peaks, affine, cfg.min_keypoints, cfg.min_score)
 

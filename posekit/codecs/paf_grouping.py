@@ -31,6 +31,7 @@ The steps (called in this order by ``PafCodec.decode``); none depends on a root 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,6 +139,25 @@ def score_limbs(
     score = align.mean(axis=1) + prior
     ok = (fraction >= params.min_fraction - 1e-6) & (score > 0)
     return LimbPairs(limb[ok], src[ok], dst[ok], score[ok].astype(np.float32))
+
+
+def mean_alignment(
+    pafs: np.ndarray,
+    xy: np.ndarray,
+    limb: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    samples: int,
+) -> np.ndarray:
+    """(M,) mean dot product of limb ``limb`` 's field with the direction from peak ``src`` to
+    peak ``dst`` over ``samples`` points of the segment (``xy`` (P, 2) peak positions)."""
+    if len(limb) == 0:
+        return np.zeros(0, dtype=np.float32)
+    a = xy[src]
+    delta = xy[dst] - a
+    unit = delta / np.maximum(np.sqrt((delta**2).sum(axis=1)), 1e-6)[:, None]
+    t = np.linspace(0.0, 1.0, samples, dtype=np.float32)
+    return _alignment(pafs, limb, a, delta, unit, t).mean(axis=1)
 
 
 def _support(pafs: np.ndarray, min_score: float) -> np.ndarray:
@@ -284,6 +304,7 @@ def merge_fragments(
     limb_dst: np.ndarray,
     reach: float,
     limb_mirror: np.ndarray | None = None,
+    limb_support: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Merge instances that share no keypoint type and lie within reach of each other.
 
@@ -296,6 +317,11 @@ def merge_fragments(
             length (see the module docstring); 0 disables merging.
         limb_mirror: (L,) index of each limb's mirror limb, -1 for none (:func:`limb_mirrors`);
             None: no limb has one.
+        limb_support: optional ``(limb, src_peak, dst_peak) -> (M,) bool``: whether the maps
+            show that limb between the two peaks (``PafCodec.decode`` passes "mean PAF alignment
+            above ``paf_min_score``"). Two instances joined by a limb whose two ends they hold
+            (one each) merge only if the limb has support: with both ends found, a limb the
+            field does not show is a gap between two people, not a hidden joint.
 
     Returns:
         (C', K) slots after merging.
@@ -316,6 +342,9 @@ def merge_fragments(
         gap = np.sqrt(((rep[ci] - rep[cj]) ** 2).sum(axis=1)) / hops[first[ci], first[cj]]
         ok = (pair_scale > 0) & (gap <= reach * pair_scale)
         ci, cj, pair_scale, gap = ci[ok], cj[ok], pair_scale[ok], gap[ok]
+        if limb_support is not None and len(ci):
+            ok = _supported(slots, ci, cj, limb_src, limb_dst, limb_support)
+            ci, cj, pair_scale, gap = ci[ok], cj[ok], pair_scale[ok], gap[ok]
         if len(ci) == 0:
             break
         if len(ci) > _MAX_MERGE_PAIRS:  # noise: keep the pairs closest by the cheap test
@@ -352,6 +381,26 @@ def merge_fragments(
         slots[ci] = np.maximum(slots[ci], slots[cj])
         slots = np.delete(slots, cj, axis=0)
     return slots
+
+
+def _supported(
+    slots: np.ndarray,
+    ci: np.ndarray,
+    cj: np.ndarray,
+    limb_src: np.ndarray,
+    limb_dst: np.ndarray,
+    limb_support: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """(M,) bool: every limb with one end in instance ``ci`` and the other in ``cj`` (M pairs) has
+    support in the maps (True when no limb joins them directly)."""
+    ok = np.ones(len(ci), dtype=bool)
+    for first, second in ((ci, cj), (cj, ci)):
+        a, b = slots[first][:, limb_src], slots[second][:, limb_dst]  # (M, L) peak indices
+        pair, limb = np.nonzero((a >= 0) & (b >= 0))
+        if len(pair):
+            seen = limb_support(limb, a[pair, limb], b[pair, limb])
+            ok[pair[~seen]] = False
+    return ok
 
 
 def _path_bounds(

@@ -163,6 +163,57 @@ def test_a_missing_limb_is_bounded_by_its_mirror():
         assert len(paf_grouping.merge_fragments(slots.copy(), xy, hops, src, dst, 1.0)) == 1
 
 
+def test_fragments_joined_by_a_limb_without_field_stay_apart():
+    # chain 0-1-2-3; instance A holds types 0, 1, instance B types 2, 3. Limb 1-2 has both ends
+    # found (one in each): the merge needs the maps to show that limb between the two peaks.
+    src, dst = np.array([0, 1, 2]), np.array([1, 2, 3])
+    xy = np.array([[0, 0], [10, 0], [18, 0], [28, 0]], dtype=np.float32)
+    slots = np.array([[0, 1, -1, -1], [-1, -1, 2, 3]])
+    asked = []
+
+    def support(value):
+        def check(limb, a, b):
+            asked.append((limb.tolist(), a.tolist(), b.tolist()))
+            return np.full(len(limb), value)
+
+        return check
+
+    apart = paf_grouping.merge_fragments(
+        slots.copy(), xy, _chain_hops(4), src, dst, 1.0, limb_support=support(False)
+    )
+    np.testing.assert_array_equal(apart, slots)
+    assert asked == [([1], [1], [2])]  # only the limb with one end in each instance
+    joined = paf_grouping.merge_fragments(
+        slots.copy(), xy, _chain_hops(4), src, dst, 1.0, limb_support=support(True)
+    )
+    np.testing.assert_array_equal(joined, [[0, 1, 2, 3]])
+    # a gap of a missing type (no direct limb) is not asked about: types 0, 1 + type 3
+    gap = np.array([[0, 1, -1, -1], [-1, -1, -1, 3]])
+    asked.clear()
+    out = paf_grouping.merge_fragments(
+        gap.copy(), xy, _chain_hops(4), src, dst, 1.0, limb_support=support(False)
+    )
+    assert asked == [] and len(out) == 1
+
+
+def test_decode_keeps_two_touching_people_apart_when_no_field_joins_them():
+    # Person A: types 0-1, person B: types 2-3 of a chain schema; A's type 1 and B's type 2 are
+    # both visible, close, and unconnected (no limb 1-2 field): two instances, not one.
+    schema = KeypointSchema.from_dict(
+        {"name": "chain4", "keypoints": ["a", "b", "c", "d"],
+         "skeleton": [["a", "b"], ["b", "c"], ["c", "d"]]}
+    )  # fmt: skip
+    codec = PafCodec(schema)
+    kpts = np.zeros((2, 4, 3), dtype=np.float32)
+    kpts[0, 0], kpts[0, 1] = (40, 100, 2), (80, 100, 2)
+    kpts[1, 2], kpts[1, 3] = (110, 100, 2), (150, 100, 2)
+    targets = codec.encode(kpts, (200, 200))
+    poses = codec.decode(targets.heatmaps, targets.pafs, affine=codec.output_to_input_matrix())
+    assert len(poses) == 2
+    found = sorted(tuple(np.nonzero(p.keypoints[:, 2] > 0)[0]) for p in poses)
+    assert found == [(0, 1), (2, 3)]
+
+
 def test_fragment_goes_to_the_closer_of_two_hosts():
     # two hosts with types 0, 1 (limb 10 px) at x = 0 and x = 100; a lone type-2 keypoint near
     # the second host's type 1 joins that host, and only it.
