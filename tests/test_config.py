@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from posekit.config import Config, config_to_dict, load_config, save_config
+from posekit.config import DEMO_SYNTH, Config, config_to_dict, load_config, save_config
 from posekit.errors import ConfigError
 
 
@@ -33,6 +35,26 @@ def test_round_trip_through_yaml(tmp_path):
     assert config_to_dict(again)["train"]["grad_clip"] == 5.0
 
 
+def test_exponent_without_a_dot_is_a_number():
+    # YAML 1.1 reads "3e-3" as a string; a float field must still take it
+    assert load_config(None, ["optim.lr=3e-3"]).optim.lr == pytest.approx(0.003)
+    with pytest.raises(ConfigError, match=r"optim\.lr: expected a number"):
+        load_config(None, ["optim.lr=fast"])
+
+
+def test_nested_override_keeps_the_other_default_values(tmp_path):
+    cfg = load_config(None, ["data.synth.num_images=8"])
+    assert cfg.data.synth.num_images == 8
+    # the default synthetic set, not SynthConfig's own defaults, for every other key
+    assert cfg.data.synth.image_size == DEMO_SYNTH.image_size
+    assert cfg.data.synth.part_colors is DEMO_SYNTH.part_colors
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {synth: {max_instances: 3}}\n")
+    cfg = load_config(path, ["data.synth.seed=4"])
+    assert (cfg.data.synth.max_instances, cfg.data.synth.seed) == (3, 4)
+    assert cfg.data.synth.scale_range == DEMO_SYNTH.scale_range
+
+
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
@@ -47,6 +69,8 @@ def test_round_trip_through_yaml(tmp_path):
         (["data.train_ann=a.json"], r"data\.train_ann: train_ann and train_images go together"),
         (["schedule.milestones=[5, 2]"], r"schedule\.milestones: must increase"),
         (["train.epochs"], r"expected section\.key=value"),
+        (["data.synth.partcolors=true"], r"did you mean 'data\.synth\.part_colors'"),
+        (["data.synth.max_instances=-1"], r"data\.synth\.max_instances"),
     ],
 )
 def test_errors_name_the_key(overrides, match):
@@ -61,3 +85,12 @@ def test_file_errors(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="expected a mapping of sections"):
         load_config(bad)
+
+
+def test_shipped_config_files_load():
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    # the defaults written out must stay the defaults
+    assert load_config(configs / "paf_tiny_synthetic.yaml") == load_config()
+    lwop = load_config(configs / "lwop_mobilenet.yaml")
+    assert lwop.model.name == "lwop_mobilenet" and lwop.model.pretrained == "lwop_mobilenet_coco"
+    assert lwop.data.augment.input_size == (368, 368)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 TINY_RUN = (
-    "data.synth_train_images=8",
+    "data.synth.num_images=8",
     "data.synth_val_images=2",
-    "data.synth_image_size=64",
+    "data.synth.image_size=[64,64]",
     "data.augment.input_size=[64,64]",
     "data.workers=0",
     "train.batch_size=4",

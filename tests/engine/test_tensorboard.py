@@ -12,14 +12,15 @@ def test_scalars_and_images_are_logged(tmp_path):
     config = load_config(
         None,
         [
-            "data.synth_train_images=4",
+            "data.synth.num_images=4",
             "data.synth_val_images=2",
-            "data.synth_image_size=64",
+            "data.synth.image_size=[64,64]",
             "data.augment.input_size=[64,64]",
             "data.workers=0",
             "train.batch_size=2",
             "train.epochs=1",
             "train.log_images=2",
+            "model.num_refinement_stages=1",
             f"out={tmp_path / 'run'}",
         ],
     )
@@ -28,4 +29,7 @@ def test_scalars_and_images_are_logged(tmp_path):
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "train/lr", "val/AP", "val/AR"} <= scalars
     assert len(events.Scalars("train/loss")) == 2  # one per iteration
+    stages = {f"train/stage{i}_{part}" for i in (0, 1) for part in ("heatmaps", "pafs")}
+    assert stages <= scalars  # the initial and the refinement stage
+    assert "train/stage2_pafs" not in scalars
     assert len(events.Tags()["images"]) == 2

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from posekit.config import load_config
 from posekit.engine.checkpoint import load_checkpoint
 from posekit.engine.trainer import Trainer
+from posekit.models.loading import load_model
 from posekit.schema import KeypointSchema
 
 
@@ -34,8 +37,12 @@ def test_ap10k_trains_end_to_end(shared_data, tmp_path):
     category = json.loads(ann.read_text())["categories"][0]
     assert schema.keypoints == tuple(category["keypoints"])
     assert schema.num_limbs == len(category["skeleton"])
-    heads = [v for k, v in state["model"].items() if k.endswith("heatmaps.1.0.weight")]
-    assert heads and all(h.shape[0] == 18 for h in heads)  # K + 1 channels from the JSON
+    model = load_model(tmp_path / "run" / "best.pt").model
+    with torch.no_grad():
+        heatmaps, pafs = model(torch.zeros(1, 3, 64, 64))[-1]
+    # K + 1 and 2L channels from the JSON
+    assert heatmaps.shape[1] == len(category["keypoints"]) + 1 == 18
+    assert pafs.shape[1] == 2 * len(category["skeleton"])
 
 
 def test_fine_tune_from_official_weights_rebuilds_the_heads(shared_data, tmp_path, caplog):
@@ -54,6 +61,7 @@ def test_fine_tune_from_official_weights_rebuilds_the_heads(shared_data, tmp_pat
         [
             f"data.train_ann={ann}",
             f"data.train_images={shared_data / 'custom/ap10k'}",
+            "model.name=lwop_mobilenet",
             f"model.pretrained={path}",
             "data.augment.input_size=[64,64]",
             "data.workers=0",

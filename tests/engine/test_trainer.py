@@ -30,7 +30,7 @@ def test_run_directory_and_checkpoint_record(tmp_path):
     line = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert line["epoch"] == 1 and "val_AP" in line and line["loss"] > 0
     state = load_checkpoint(run / "last.pt")
-    assert state["format"] == "posekit-checkpoint" and state["model_name"] == "lwop_mobilenet"
+    assert state["format"] == "posekit-checkpoint" and state["model_name"] == "paf_tiny"
     assert KeypointSchema.from_dict(state["schema"]) == KeypointSchema.named("coco_person")
     assert state["codec"]["stride"] == 8 and state["epoch"] == 1
 
@@ -62,3 +62,28 @@ def test_refuses_to_overwrite_a_run(tmp_path):
     Trainer(_config(tmp_path / "run", "train.epochs=1"), progress=False).fit()
     with pytest.raises(ConfigError, match="already holds a run"):
         Trainer(_config(tmp_path / "run", "train.epochs=1"), progress=False)
+
+
+def test_stride_must_match_the_model(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"data\.stride=16 but model 'paf_tiny' has output stride 8"
+    ):
+        Trainer(_config(tmp_path / "run", "data.stride=16"), progress=False)
+
+
+def test_amp_picks_the_precision_the_device_computes_fast(monkeypatch):
+    from posekit.engine import trainer
+
+    assert trainer._amp_dtype(torch.device("cuda")) is torch.float16
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert trainer._amp_dtype(torch.device("cpu")) is None  # emulated bfloat16: stay float32
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert trainer._amp_dtype(torch.device("cpu")) is torch.bfloat16
+
+
+def test_amp_off_trains_in_float32(tmp_path):
+    run = Trainer(_config(tmp_path / "run", "train.epochs=1", "train.amp=false"), progress=False)
+    assert run.amp_dtype is None and not run.scaler.is_enabled()
+    run.fit()
+    assert all(p.dtype == torch.float32 for p in run.model.parameters())
