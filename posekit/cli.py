@@ -198,6 +198,7 @@ def _predictor(args: argparse.Namespace, loaded: LoadedModel) -> Predictor:
         scales=args.scales,
         flip=args.flip,
         device=device,
+        precision="bfloat16" if args.bf16 else "float32",
     )
 
 
@@ -336,6 +337,11 @@ def _add_inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flip", action="store_true", help="average with the mirrored image")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads of torch (default: all cores)")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 forward pass (~1.7x faster on CPUs with native bfloat16)",
+    )
     p.add_argument("--cache-dir", help="cache of published weights (default ~/.cache/posekit)")
 
 

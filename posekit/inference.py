@@ -57,6 +57,10 @@ class InputGeometry:
     matrix: np.ndarray
 
 
+PRECISIONS = ("float32", "bfloat16")
+"""Forward-pass precisions of ``Predictor``."""
+
+
 @dataclass(frozen=True, eq=False)
 class Maps:
     """Averaged network maps of one image and the affine that takes them to image pixels.
@@ -87,6 +91,9 @@ class Predictor:
         decode_config: overrides ``codec.decode_config``.
         channels_last: run in channels-last memory format on CPU (faster for these networks).
         fold_batchnorm: fold each BatchNorm into the conv before it (fewer passes over memory).
+        precision: ``"float32"`` (default) or ``"bfloat16"``: the forward pass under bfloat16
+            autocast (about 1.7x faster on CPUs with native bfloat16, AVX512-BF16 / AMX; slower
+            elsewhere); maps are returned as float32 either way.
 
     With ``channels_last`` or ``fold_batchnorm`` the Predictor runs a copy of ``model`` (in eval
     mode, on ``device``) and never modifies the model given; otherwise it runs ``model`` itself,
@@ -106,7 +113,10 @@ class Predictor:
         decode_config: PafDecodeConfig | None = None,
         channels_last: bool = True,
         fold_batchnorm: bool = True,
+        precision: str = "float32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if codec is None:
             codec = PafCodec(schema, stride=int(getattr(model, "stride", 8)))
         elif codec.schema != schema:
@@ -125,6 +135,7 @@ class Predictor:
         self.device = torch.device(device)
         self.decode_config = decode_config
         self.channels_last = channels_last and self.device.type == "cpu"
+        self.autocast = torch.bfloat16 if precision == "bfloat16" else None
         if self.channels_last or fold_batchnorm:
             model = copy.deepcopy(model)
         self.model = model.to(self.device).eval()
@@ -174,7 +185,10 @@ class Predictor:
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, H, W) input -> last stage maps as float32 NumPy (B, K+1, h, w), (B, 2L, h, w)."""
-        heatmaps, pafs = self.model(x)[-1]
+        with torch.autocast(
+            self.device.type, dtype=self.autocast, enabled=self.autocast is not None
+        ):
+            heatmaps, pafs = self.model(x)[-1]
         return heatmaps.float().cpu().numpy(), pafs.float().cpu().numpy()
 
     def _batch_maps(self, images: Sequence[np.ndarray], scale: float) -> list[Maps]:

@@ -126,9 +126,10 @@ def test_official_checkpoint_predicts_in_coco_keypoint_order(coco_val, tmp_path,
     assert not math.isnan(metrics["AP"])
 
 
-def test_random_weights_smoke_run(coco_val, tmp_path, capsys):
+@pytest.mark.parametrize("precision", [[], ["--bf16"]])
+def test_random_weights_smoke_run(precision, coco_val, tmp_path, capsys):
     image = coco_val[1] / IMAGES[2]
-    model = ["--model", "lwop_mobilenet", "--random-weights"]
+    model = ["--model", "lwop_mobilenet", "--random-weights", *precision]
     rc = _posekit("predict", image, *model, "--json", tmp_path / "r.json", *FAST)
     assert rc == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "r.json").read_text()) == []  # untrained maps have no peak

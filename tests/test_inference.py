@@ -171,6 +171,20 @@ def test_bad_arguments_and_images():
         predictor.predict(np.zeros((64, 64), np.uint8))
     with pytest.raises(ConfigError, match="expected a uint8 BGR image, got dtype float32"):
         predictor.predict(np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        Predictor(model, SCHEMA, precision="float16")
+
+
+def test_bfloat16_forward_gives_float32_maps_close_to_float32():
+    model = noisy_lwop("coco_person")
+    image = np.random.default_rng(1).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    exact = Predictor(model, SCHEMA, input_height=64).maps(image)
+    low = Predictor(model, SCHEMA, input_height=64, precision="bfloat16").maps(image)
+    assert low.heatmaps.dtype == low.pafs.dtype == np.float32
+    scale = np.abs(exact.pafs).max()
+    assert not np.array_equal(low.pafs, exact.pafs)  # it did run in another precision
+    assert np.abs(low.pafs - exact.pafs).max() < 0.05 * scale  # bfloat16: 8-bit mantissa
+    assert np.abs(low.heatmaps - exact.heatmaps).max() < 0.05 * np.abs(exact.heatmaps).max()
 
 
 def test_folded_channels_last_copy_computes_the_same_maps():
