@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,7 +246,33 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             node[part] = dict(child) if isinstance(child, Mapping) else {}
             node = node[part]
         node[parts[-1]] = parsed
+    _rename_old_keys(spec)
     return _build(Config, spec, "")
+
+
+_RENAMED = {  # old data.<key> -> (new path under data, value converter), with a warning
+    "synth_train_images": (("synth", "num_images"), lambda v: v),
+    "synth_image_size": (("synth", "image_size"), lambda v: [v, v] if isinstance(v, int) else v),
+}
+
+
+def _rename_old_keys(spec: dict[str, Any]) -> None:
+    """Accept the data keys of posekit 0.1's first configs (``data.synth_train_images``,
+    ``data.synth_image_size``) under their new names, with a deprecation warning."""
+    data = spec.get("data")
+    if not isinstance(data, Mapping):
+        return
+    data = spec["data"] = dict(data)
+    for old, ((section, key), convert) in _RENAMED.items():
+        if old not in data:
+            continue
+        value = data.pop(old)
+        warnings.warn(
+            f"config key data.{old} is now data.{section}.{key}", DeprecationWarning, stacklevel=3
+        )
+        child = data.get(section)
+        data[section] = dict(child) if isinstance(child, Mapping) else {}
+        data[section].setdefault(key, convert(value))
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -94,3 +94,14 @@ def test_shipped_config_files_load():
     lwop = load_config(configs / "lwop_mobilenet.yaml")
     assert lwop.model.name == "lwop_mobilenet" and lwop.model.pretrained == "lwop_mobilenet_coco"
     assert lwop.data.augment.input_size == (368, 368)
+
+
+def test_old_synthetic_data_keys_still_load():
+    with pytest.warns(DeprecationWarning) as caught:
+        cfg = load_config(None, ["data.synth_train_images=8", "data.synth_image_size=64"])
+    assert sorted(str(w.message) for w in caught) == [
+        "config key data.synth_image_size is now data.synth.image_size",
+        "config key data.synth_train_images is now data.synth.num_images",
+    ]
+    assert cfg.data.synth.num_images == 8 and cfg.data.synth.image_size == (64, 64)
+    assert cfg.data.synth.part_colors is DEMO_SYNTH.part_colors
