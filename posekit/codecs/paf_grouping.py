@@ -26,7 +26,10 @@ The steps (called in this order by ``PafCodec.decode``); none depends on a root 
    length of its mirror limb (``schema.flip_index``) if that is found (a limb seen foreshortened
    to half of its mirror is still allowed), else the longest limb found in either. Partners are
    chosen by rounds of mutual best on the distance of their skeleton-closest keypoint pair,
-   relative to ``hops * longest limb`` (``hops``: limbs between the two types).
+   relative to ``hops * longest limb`` (``hops``: limbs between the two types). Two fragments
+   without any limb (lone keypoints, e.g. the two hips of a person whose neck is hidden, in a
+   schema that joins hips only through the neck) take as longest limb the median of the other
+   instances' longest limbs in the image; alone in an image they stay apart.
 """
 
 from __future__ import annotations
@@ -336,6 +339,8 @@ def merge_fragments(
         overlap = found.astype(np.int32) @ found.T.astype(np.int32)
         ci, cj = np.nonzero(np.triu(overlap == 0, k=1))
         pair_scale = np.maximum(scale[ci], scale[cj])
+        if (scale > 0).any():  # two fragments without a limb: the image's typical size
+            pair_scale = np.where(pair_scale > 0, pair_scale, np.median(scale[scale > 0]))
         # Necessary for feasibility, cheap: one keypoint pair (each one's first) within reach.
         first = found.argmax(axis=1)
         rep = pos[np.arange(len(slots)), first]

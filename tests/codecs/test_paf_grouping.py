@@ -214,6 +214,24 @@ def test_decode_keeps_two_touching_people_apart_when_no_field_joins_them():
     assert found == [(0, 1), (2, 3)]
 
 
+def test_lone_keypoints_merge_at_the_size_of_the_other_people():
+    # chain 0-1-2-3; a person far away has limbs 0-1, 1-2 of 10 px. Two lone keypoints of types 0
+    # and 2 (type 1 hidden) 15 px apart fit one person of that size (2 hops * 10 px); 30 px
+    # apart they do not; without the other person nothing tells their size: they stay apart.
+    src, dst = np.array([0, 1, 2]), np.array([1, 2, 3])
+    hops = _chain_hops(4)
+    for gap, merged in ((15.0, True), (30.0, False)):
+        xy = np.array([[500, 0], [510, 0], [520, 0], [0, 0], [gap, 0]], dtype=np.float32)
+        slots = np.array([[0, 1, 2, -1], [3, -1, -1, -1], [-1, -1, 4, -1]])
+        out = paf_grouping.merge_fragments(slots.copy(), xy, hops, src, dst, 1.0)
+        assert (len(out) == 2) is merged, gap
+        if merged:
+            np.testing.assert_array_equal(out[1], [3, -1, 4, -1])
+    alone = np.array([[3, -1, -1, -1], [-1, -1, 4, -1]])
+    xy = np.array([[500, 0], [510, 0], [520, 0], [0, 0], [15, 0]], dtype=np.float32)
+    assert len(paf_grouping.merge_fragments(alone.copy(), xy, hops, src, dst, 1.0)) == 2
+
+
 def test_fragment_goes_to_the_closer_of_two_hosts():
     # two hosts with types 0, 1 (limb 10 px) at x = 0 and x = 100; a lone type-2 keypoint near
     # the second host's type 1 joins that host, and only it.

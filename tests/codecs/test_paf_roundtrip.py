@@ -22,11 +22,11 @@ PEOPLE = [
     ("coco_mini/annotations/person_keypoints_val2017.json", "coco_mini/images/val2017",
      "coco_person", 0.95),
     ("coco_mini/annotations/person_keypoints_val2017.json", "coco_mini/images/val2017",
-     "coco_person_neck", 0.94),
+     "coco_person_neck", 0.95),
     ("coco_mini/annotations/person_keypoints_train2017.json", "coco_mini/images/train2017",
      "coco_person", 0.925),
     ("coco_mini/annotations/person_keypoints_train2017.json", "coco_mini/images/train2017",
-     "coco_person_neck", 0.91),
+     "coco_person_neck", 0.92),
     ("mmpose_coco/test_coco.json", "mmpose_coco", "coco_person", 0.99),
     ("mmpose_coco/test_coco.json", "mmpose_coco", "coco_person_neck", 0.99),
 ]  # fmt: skip
