@@ -412,6 +412,8 @@ def _part_palette(schema: KeypointSchema) -> np.ndarray:
     (``schema.paf_flip``) share a hue, so a flipped image shows the same colors where the labels
     are."""
     n = len(schema.limbs)
+    if n == 0:
+        return np.zeros((0, 3))
     flip = schema.paf_flip
     mirror = list(range(n)) if flip is None else [c // 2 for c in flip.channels[::2]]
     group = [min(j, mirror[j]) for j in range(n)]

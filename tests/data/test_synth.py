@@ -221,6 +221,12 @@ def test_part_colors_give_each_limb_type_one_hue_shared_with_its_mirror() -> Non
     assert max(plain) - min(plain) > 10
 
 
+def test_part_colors_work_for_any_schema(schema: KeypointSchema) -> None:
+    config = SynthConfig(image_size=(96, 96), part_colors=True)
+    image, instances = generate_image(schema, np.random.default_rng(2), config)
+    assert image.shape == (96, 96, 3) and instances  # horse10 has no limb: bodies only
+
+
 def test_part_colors_must_be_a_bool() -> None:
     with pytest.raises(ConfigError, match="part_colors"):
         SynthConfig(part_colors="yes")  # type: ignore[arg-type]
