@@ -75,7 +75,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     ):
         if count <= 0:
             continue
-        config = SynthConfig(num_images=count, image_size=size, seed=seed)
+        config = SynthConfig(
+            num_images=count, image_size=size, seed=seed, part_colors=args.part_colors
+        )
         path = write_dataset(out, schema, config, split=split)
         print(f"{split}: {count} images -> {path}")
     schema.to_yaml(out / "schema.yaml")
@@ -368,6 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", default="coco_person", help="built-in name or YAML")
     p.add_argument("--size", type=int, default=368, help="square image size (default 368)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--part-colors",
+        action="store_true",
+        help="one color per limb type (as posekit train's default synthetic data)",
+    )
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("train", help="train a bottom-up model (synthetic data by default)")

@@ -110,6 +110,7 @@ def test_synth_then_check_data(tmp_path, capsys):
             "coco_person_neck",
             "--size",
             "128",
+            "--part-colors",
         ]
     )
     assert rc == 0
