@@ -167,7 +167,8 @@ class TrainConfig:
     ``amp``: mixed precision: float16 autocast with loss scaling on CUDA, bfloat16 autocast on
     CPUs with native bfloat16 (AVX512-BF16 / AMX: about twice as fast), float32 elsewhere.
     ``val_flip``: validate with flip test (maps of the image and of its mirror averaged, as
-    ``posekit eval --flip``), the usual protocol; false halves the validation time.
+    ``posekit eval --flip``), the usual protocol, when the skeleton is left/right symmetric;
+    false halves the validation time.
     """
 
     epochs: int = 25

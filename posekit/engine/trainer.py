@@ -437,7 +437,8 @@ class Trainer:
             self.schema,
             codec=self.codec,
             input_height=self.input_size[1],
-            flip=self.config.train.val_flip,
+            # flip test needs a mirror-symmetric skeleton; other schemas validate without it
+            flip=self.config.train.val_flip and self.schema.paf_flip is not None,
             device=self.device,
             channels_last=self.channels_last,  # the Predictor runs a copy of the model
         )

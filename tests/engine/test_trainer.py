@@ -87,3 +87,20 @@ def test_amp_off_trains_in_float32(tmp_path):
     assert run.amp_dtype is None and not run.scaler.is_enabled()
     run.fit()
     assert all(p.dtype == torch.float32 for p in run.model.parameters())
+
+
+def test_asymmetric_schema_validates_without_flip_test(tmp_path):
+    # a skeleton that is not left/right symmetric cannot be flip-tested: validation still runs
+    schema = tmp_path / "lopsided.yaml"
+    schema.write_text(
+        "name: lopsided\n"
+        "keypoints: [left_a, right_a, b, c]\n"
+        "skeleton: [[left_a, b], [b, c], [right_a, c]]\n"
+        "sigmas: [0.05, 0.05, 0.05, 0.05]\n"
+    )
+    assert KeypointSchema.from_yaml(schema).paf_flip is None
+    run = Trainer(
+        _config(tmp_path / "run", "train.epochs=1", f"data.schema={schema}"), progress=False
+    )
+    result = run.fit()
+    assert 0.0 <= result.best_ap <= 1.0 and run.config.train.val_flip
