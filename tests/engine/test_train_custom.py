@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 
@@ -78,3 +79,36 @@ def test_fine_tune_from_official_weights_rebuilds_the_heads(shared_data, tmp_pat
     head = "initial_stage.heatmaps.1.0.weight"
     assert official[head].shape[0] == 19 and state[head].shape[0] == 18  # rebuilt for AP-10K
     assert "fine-tuning" in caplog.text and "heatmaps" in caplog.text
+
+
+def test_shipped_lwop_config_fine_tunes_on_ap10k(shared_data, tmp_path):
+    """configs/lwop_mobilenet.yaml as a user runs it, with the published file given locally."""
+    from tests.checkpoint_files import write_official_checkpoint
+
+    path = write_official_checkpoint(tmp_path / "checkpoint_iter_370000.pth")  # finite maps
+    official = torch.load(path, weights_only=True)["state_dict"]
+    ann = shared_data / "custom/ap10k/test_ap10k.json"
+    config_file = Path(__file__).resolve().parents[2] / "configs" / "lwop_mobilenet.yaml"
+    config = load_config(
+        config_file,
+        [
+            f"data.train_ann={ann}",
+            f"data.train_images={shared_data / 'custom/ap10k'}",
+            f"model.pretrained={path}",
+            "data.augment.input_size=[64,64]",  # small and quick; the file says 368
+            "data.workers=0",
+            "train.batch_size=2",
+            "train.epochs=1",
+            f"out={tmp_path / 'run'}",
+        ],
+    )
+    assert config.train.frozen_backbone_epochs > 0  # the trunk is kept fixed at first
+    trainer = Trainer(config, progress=False)
+    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert torch.equal(state["model.0.0.weight"], official["model.0.0.weight"])
+    result = trainer.fit()
+    assert result.history[0]["loss"] > 0  # one real step (a non-finite loss is skipped, 0)
+    after = trainer.model.state_dict()
+    assert torch.equal(after["model.0.0.weight"], official["model.0.0.weight"])  # frozen
+    head = "initial_stage.heatmaps.1.0.weight"  # rebuilt for 17 keypoints, and trained
+    assert after[head].shape[0] == 18 and not torch.equal(after[head], state[head])
