@@ -123,7 +123,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 130
     print(f"trained {result.epochs} epochs ({result.iterations} iterations) in {result.run_dir}")
     if result.best_ap >= 0:
-        print(f"best val AP {result.best_ap:.3f}: {result.run_dir / 'best.pt'}")
+        best = result.run_dir / "best.pt"
+        print(f"best val AP {result.best_ap:.3f}: {best}")
+        print(f"next: posekit predict IMAGES --checkpoint {best} --out DIR")
     return 0
 
 

@@ -131,3 +131,14 @@ def test_synth_then_check_data(tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0
     assert "images: 6 " in text and "problems: 0" in text and "(virtual)" in text
+
+
+def test_train_on_synthetic_data_and_say_what_next(tmp_path, capsys):
+    from tests.tiny_run import TINY_RUN
+
+    rc = main(["train", "--out", str(tmp_path / "run"), *TINY_RUN, "train.epochs=1"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert f"trained 1 epochs (2 iterations) in {tmp_path / 'run'}" in out
+    assert "best val AP" in out and f"--checkpoint {tmp_path / 'run' / 'best.pt'}" in out
+    assert (tmp_path / "run" / "synth" / "annotations" / "train.json").is_file()
