@@ -498,9 +498,7 @@ def generate_image(
             continue  # entirely outside the image
         region = image[lo[1] : hi[1], lo[0] : hi[0]]
         color, joint = _colors(rng, region)
-        colors = np.vstack(
-            [palette if config.part_colors else color[None].repeat(n_limbs, 0), color]
-        )
+        colors = np.vstack([color[None].repeat(n_limbs, 0) if palette is None else palette, color])
         local = (pos - lo) * _ONE
         canvas = np.zeros(region.shape, dtype=np.uint8)
         canvas = _draw_figure(

@@ -357,8 +357,7 @@ class Trainer:
                 self._advance()
                 continue
             step = self._step(batch.to(self.device), frozen)
-            parts = None if step is None else step[:3]
-            if parts is None:
+            if step is None:
                 bad += 1
                 logger.warning(
                     "non-finite loss at iteration %d: step skipped (%d in a row)",
@@ -374,13 +373,15 @@ class Trainer:
                 bad = 0
                 steps += 1
                 samples += len(batch)
+                total, stages = step
+                parts = (total, sum(h for h, _ in stages), sum(p for _, p in stages))
                 for key, value in zip(sums, parts, strict=True):
                     sums[key] += value
                 bar.set_postfix(loss=f"{parts[0]:.4g}", lr=f"{lr:.3g}")
                 if self.writer is not None:
                     self.writer.add_scalar("train/loss", parts[0], self.iteration)
                     self.writer.add_scalar("train/lr", lr, self.iteration)
-                    for i, (hm, paf) in enumerate(step[3]):
+                    for i, (hm, paf) in enumerate(stages):
                         self.writer.add_scalar(f"train/stage{i}_heatmaps", hm, self.iteration)
                         self.writer.add_scalar(f"train/stage{i}_pafs", paf, self.iteration)
             self._advance()
@@ -397,11 +398,9 @@ class Trainer:
         if self.iteration % self.config.train.checkpoint_every == 0:
             self._save()
 
-    def _step(
-        self, batch: Any, frozen: bool
-    ) -> tuple[float, float, float, list[tuple[float, float]]] | None:
-        """One optimizer step: (total, heatmap, PAF loss, per-stage (heatmap, PAF) losses), or
-        None when the loss is not finite (nothing is updated)."""
+    def _step(self, batch: Any, frozen: bool) -> tuple[float, list[tuple[float, float]]] | None:
+        """One optimizer step: (total loss, per-stage (heatmap, PAF) losses), or None when the
+        loss is not finite (nothing is updated)."""
         cfg = self.config.train
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(
@@ -426,7 +425,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         stages = [(float(h), float(p)) for h, p in zip(loss.heatmaps, loss.pafs, strict=True)]
-        return float(loss.total.detach()), sum(loss.heatmaps), sum(loss.pafs), stages
+        return float(loss.total.detach()), stages
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> float:
