@@ -87,6 +87,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from posekit.config import load_config
+    from posekit.engine.distributed import shutdown_distributed
     from posekit.engine.trainer import Trainer
 
     overrides = list(args.overrides)
@@ -116,11 +117,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         result = Trainer(config, resume=args.resume).fit()
     except KeyboardInterrupt:
+        shutdown_distributed(wait=False)
         print(
             f"interrupted; continue with: posekit train ... --out {config.out} --resume auto",
             file=sys.stderr,
         )
         return 130
+    except BaseException:
+        shutdown_distributed(wait=False)
+        raise
+    shutdown_distributed()
     print(f"trained {result.epochs} epochs ({result.iterations} iterations) in {result.run_dir}")
     if result.best_ap >= 0:
         best = result.run_dir / "best.pt"

@@ -73,7 +73,15 @@ def init_distributed(device: str = "auto") -> tuple[DistContext, torch.device]:
     return ctx, dev
 
 
-def shutdown_distributed() -> None:
-    """Destroy the process group if one was started."""
+def shutdown_distributed(*, wait: bool = True) -> None:
+    """Destroy the process group if one was started.
+
+    ``wait``: first wait until every rank gets here (after a run that ended normally), so no rank
+    tears its group down while another still uses it; a process that exits with a live gloo group
+    can abort in its threads ("terminate called without an active exception"). Pass False after
+    an error, when the other ranks may never arrive.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
