@@ -79,6 +79,9 @@ class PafDecodeConfig:
         paf_samples: points sampled along each candidate limb (OpenPose: 10).
         paf_min_score: a sample counts as aligned above this dot product (OpenPose: 0.05).
         paf_min_fraction: fraction of aligned samples a candidate limb needs (OpenPose: 0.8).
+        matching: how each limb's candidates are paired one-to-one: ``"optimal"`` (maximum total
+            PAF score per limb) or ``"greedy"`` (OpenPose's, by descending score; it can pair
+            two people's overlapping collinear limbs wrongly on a near tie).
         fragment_reach: merge two instances with no keypoint type in common when every pair of
             their keypoints is within ``reach`` times the skeleton path between them, its limbs
             measured in the union, or by their mirror limbs, or as the longest limb found (parts
@@ -95,6 +98,7 @@ class PafDecodeConfig:
     paf_samples: int = 10
     paf_min_score: float = 0.05
     paf_min_fraction: float = 0.8
+    matching: str = "optimal"
     fragment_reach: float = 1.0
     max_peaks: int = 100
     min_keypoints: int = 1
@@ -107,6 +111,7 @@ class PafDecodeConfig:
             "paf_samples": isinstance(self.paf_samples, int) and self.paf_samples >= 2,
             "paf_min_score": -1.0 <= self.paf_min_score < 1.0,
             "paf_min_fraction": 0.0 <= self.paf_min_fraction <= 1.0,
+            "matching": self.matching in paf_grouping.MATCHING_METHODS,
             "fragment_reach": self.fragment_reach >= 0.0,
             "max_peaks": isinstance(self.max_peaks, int) and self.max_peaks >= 1,
             "min_keypoints": isinstance(self.min_keypoints, int) and self.min_keypoints >= 1,
@@ -385,7 +390,9 @@ class PafCodec:
         )
         scoring = paf_grouping.LimbScoring(cfg.paf_samples, cfg.paf_min_score, cfg.paf_min_fraction)
         candidates = paf_grouping.score_limbs(pafs, peaks, self._limb_src, self._limb_dst, scoring)
-        connections = paf_grouping.match_limbs(candidates, peaks, self._limb_src, self._limb_dst)
+        connections = paf_grouping.match_limbs(
+            candidates, peaks, self._limb_src, self._limb_dst, method=cfg.matching
+        )
         slots = paf_grouping.assemble(connections, peaks, k)
         slots = paf_grouping.merge_fragments(
             slots,
@@ -399,6 +406,7 @@ class PafCodec:
                 paf_grouping.mean_alignment(pafs, peaks.xy, limb, src, dst, cfg.paf_samples)
                 > cfg.paf_min_score
             ),
+            lone_scale=0.5 * pafs.shape[1],
         )
         return paf_grouping.to_poses(slots, peaks, affine, cfg.min_keypoints, cfg.min_score)
 

@@ -11,8 +11,13 @@ The steps (called in this order by ``PafCodec.decode``); none depends on a root 
    samples with the segment direction plus OpenPose's distance prior, and a pair is a candidate only
    if a fraction ``min_fraction`` of its samples are aligned above ``min_score`` (OpenPose's test).
    An exact cheap test on a boolean "support" map rejects most pairs before the bilinear sampling.
-2. ``match_limbs``: per limb, a greedy one-to-one matching by descending score, for all limbs at
-   once by rounds of mutual-best selection (which picks exactly what the sequential greedy picks).
+2. ``match_limbs``: per limb, a one-to-one matching of its candidates: by default the matching of
+   maximum total score (``scipy.optimize.linear_sum_assignment``), or OpenPose's greedy matching
+   by descending score (``method="greedy"``, all limbs at once by rounds of mutual-best
+   selection, which picks exactly what the sequential greedy picks). They differ when two people's
+   same limbs lie on one line and overlap (shoulders side by side): the fields of both are then
+   one band, the wrong long + short pairing scores almost as well per pair as the right one, and
+   a difference in the 5th decimal decides the greedy; the total score does not tie.
 3. ``assemble``: each matched connection joins its two peaks and instances are the connected
    components, so a person whose root (e.g. the neck) is missing is still one instance when its
    parts are linked by any limbs. A component that holds two peaks of one type (a wrong
@@ -28,8 +33,10 @@ The steps (called in this order by ``PafCodec.decode``); none depends on a root 
    chosen by rounds of mutual best on the distance of their skeleton-closest keypoint pair,
    relative to ``hops * longest limb`` (``hops``: limbs between the two types). Two fragments
    without any limb (lone keypoints, e.g. the two hips of a person whose neck is hidden, in a
-   schema that joins hips only through the neck) take as longest limb the median of the other
-   instances' longest limbs in the image; alone in an image they stay apart.
+   schema that joins hips only through the neck) take as longest limb the longest limb of the
+   image's other instances (such a person is often one cut by the image border or seen up close,
+   not a typical one), or, when no instance has a limb, the longest limb the limb scoring accepts
+   without penalty (half the map height, OpenPose's distance prior).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 
@@ -213,15 +221,29 @@ def _alignment(
     return v[..., 0] * unit[:, 0:1] + v[..., 1] * unit[:, 1:2]
 
 
-def match_limbs(
-    candidates: LimbPairs, peaks: Peaks, limb_src: np.ndarray, limb_dst: np.ndarray
-) -> LimbPairs:
-    """Greedy one-to-one matching per limb (descending score), all limbs at once.
+MATCHING_METHODS = ("optimal", "greedy")
 
-    Rounds of mutual-best selection on an (L, A, B) score table: a pair that is the best remaining
-    one of both its peaks is a pair the sequential greedy takes, and every round takes at least
-    the best remaining pair (``argmax`` breaks ties by the first index on both axes).
+
+def match_limbs(
+    candidates: LimbPairs,
+    peaks: Peaks,
+    limb_src: np.ndarray,
+    limb_dst: np.ndarray,
+    method: str = "optimal",
+) -> LimbPairs:
+    """One-to-one matching of each limb's candidate pairs (a peak joins at most one pair per limb).
+
+    Args:
+        candidates: scored pairs from :func:`score_limbs`.
+        peaks, limb_src, limb_dst: as in :func:`score_limbs`.
+        method: ``"optimal"``: per limb the matching of maximum total score (Hungarian
+            algorithm); ``"greedy"``: OpenPose's, pairs taken by descending score.
+
+    Returns:
+        The matched pairs (connections).
     """
+    if method not in MATCHING_METHODS:
+        raise ValueError(f"matching method must be one of {MATCHING_METHODS}, got {method!r}")
     if len(candidates.limb) == 0:
         return LimbPairs.empty()
     limb = candidates.limb
@@ -229,6 +251,26 @@ def match_limbs(
     k = candidates.dst - peaks.starts[limb_dst[limb]]
     table = np.full((len(limb_src), int(i.max()) + 1, int(k.max()) + 1), -np.inf, np.float32)
     table[limb, i, k] = candidates.score
+    if method == "greedy":
+        li, ai, bi = _greedy(table)
+    else:
+        li, ai, bi = _optimal(table, limb, i, k)
+    return LimbPairs(
+        limb=li,
+        src=peaks.starts[limb_src[li]] + ai,
+        dst=peaks.starts[limb_dst[li]] + bi,
+        score=table[li, ai, bi],
+    )
+
+
+def _greedy(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy matching of every limb of an (L, A, B) score table (-inf: no candidate).
+
+    Rounds of mutual-best selection: a pair that is the best remaining one of both its peaks is a
+    pair the sequential greedy takes, and every round takes at least the best remaining pair
+    (``argmax`` breaks ties by the first index on both axes). Returns (limb, row, column).
+    """
+    table = table.copy()
     chosen = []
     while True:
         row_best = table.argmax(axis=2)  # (L, A)
@@ -240,16 +282,32 @@ def match_limbs(
         li, ai, bi = li[mutual], ai[mutual], bi[mutual]
         if len(li) == 0:
             break
-        chosen.append((li, ai, bi, row_max[li, ai]))
+        chosen.append((li, ai, bi))
         table[li, ai, :] = -np.inf
         table[li, :, bi] = -np.inf
-    li, ai, bi, sc = (np.concatenate(v) for v in zip(*chosen, strict=True))
-    return LimbPairs(
-        limb=li,
-        src=peaks.starts[limb_src[li]] + ai,
-        dst=peaks.starts[limb_dst[li]] + bi,
-        score=sc.astype(np.float32),
-    )
+    li, ai, bi = (np.concatenate(v) for v in zip(*chosen, strict=True))
+    return li, ai, bi
+
+
+def _optimal(
+    table: np.ndarray, limb: np.ndarray, row: np.ndarray, col: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximum-total-score matching per limb of an (L, A, B) table (candidates: ``limb``, ``row``,
+    ``col``; scores > 0). A limb whose candidates share no peak needs no solver."""
+    key_a = limb * table.shape[1] + row
+    key_b = limb * table.shape[2] + col
+    shared_a = np.bincount(key_a, minlength=table.shape[0] * table.shape[1])[key_a] > 1
+    shared_b = np.bincount(key_b, minlength=table.shape[0] * table.shape[2])[key_b] > 1
+    contested = np.unique(limb[shared_a | shared_b])
+    free = ~np.isin(limb, contested)
+    out = [(limb[free], row[free], col[free])]
+    for j in contested:
+        weights = table[j]
+        r, c = linear_sum_assignment(np.where(np.isfinite(weights), weights, 0.0), maximize=True)
+        ok = np.isfinite(weights[r, c])  # a zero-weight pair is no pair
+        out.append((np.full(int(ok.sum()), j), r[ok], c[ok]))
+    li, ai, bi = (np.concatenate(v) for v in zip(*out, strict=True))
+    return li, ai, bi
 
 
 def assemble(connections: LimbPairs, peaks: Peaks, num_types: int) -> np.ndarray:
@@ -308,6 +366,7 @@ def merge_fragments(
     reach: float,
     limb_mirror: np.ndarray | None = None,
     limb_support: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+    lone_scale: float = 0.0,
 ) -> np.ndarray:
     """Merge instances that share no keypoint type and lie within reach of each other.
 
@@ -325,6 +384,8 @@ def merge_fragments(
             above ``paf_min_score``"). Two instances joined by a limb whose two ends they hold
             (one each) merge only if the limb has support: with both ends found, a limb the
             field does not show is a gap between two people, not a hidden joint.
+        lone_scale: the longest limb assumed for two instances without any limb when no
+            instance has one (``PafCodec.decode``: half the map height); 0: they stay apart.
 
     Returns:
         (C', K) slots after merging.
@@ -339,8 +400,9 @@ def merge_fragments(
         overlap = found.astype(np.int32) @ found.T.astype(np.int32)
         ci, cj = np.nonzero(np.triu(overlap == 0, k=1))
         pair_scale = np.maximum(scale[ci], scale[cj])
-        if (scale > 0).any():  # two fragments without a limb: the image's typical size
-            pair_scale = np.where(pair_scale > 0, pair_scale, np.median(scale[scale > 0]))
+        # two fragments without a limb: as large as the image's largest, else the largest allowed
+        largest = scale.max() if (scale > 0).any() else lone_scale
+        pair_scale = np.where(pair_scale > 0, pair_scale, largest)
         # Necessary for feasibility, cheap: one keypoint pair (each one's first) within reach.
         first = found.argmax(axis=1)
         rep = pos[np.arange(len(slots)), first]

@@ -76,27 +76,87 @@ def _sequential_greedy(pairs: LimbPairs) -> set[tuple[int, int, int]]:
     return taken
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_matching_equals_sequential_greedy(seed):
+def _random_candidates(seed: int, per_type: int = 7, density: float = 0.6):
     rng = np.random.default_rng(seed)
-    num_types, per_type = 4, 7
+    num_types = 4
     kind = np.repeat(np.arange(num_types), per_type)
     peaks = _peaks([(0.0, 0.0)] * len(kind), kind.tolist(), num_types)
     limb_src, limb_dst = np.array([0, 1, 2]), np.array([1, 2, 3])
     limb = np.repeat(np.arange(3), per_type * per_type)
     a = np.tile(np.repeat(np.arange(per_type), per_type), 3)
     b = np.tile(np.tile(np.arange(per_type), per_type), 3)
-    keep = rng.random(len(limb)) < 0.6
+    keep = rng.random(len(limb)) < density
     candidates = LimbPairs(
         limb[keep],
         peaks.starts[limb_src[limb[keep]]] + a[keep],
         peaks.starts[limb_dst[limb[keep]]] + b[keep],
-        rng.random(int(keep.sum())).astype(np.float32),
+        rng.random(int(keep.sum())).astype(np.float32) + 0.01,
     )
+    return candidates, peaks, limb_src, limb_dst
+
+
+def _keys(pairs: LimbPairs) -> set[tuple[int, int, int]]:
+    return set(zip(pairs.limb.tolist(), pairs.src.tolist(), pairs.dst.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_greedy_matching_equals_sequential_greedy(seed):
+    candidates, peaks, limb_src, limb_dst = _random_candidates(seed)
+    got = paf_grouping.match_limbs(candidates, peaks, limb_src, limb_dst, method="greedy")
+    assert _keys(got) == _sequential_greedy(candidates)
+    assert len(got.limb) >= 3 * 5
+
+
+def _best_total(pairs: list[tuple[int, int, float]]) -> float:
+    """Maximum total score of a one-to-one subset, by exhaustive search (small inputs)."""
+    if not pairs:
+        return 0.0
+    (a, b, w), rest = pairs[0], pairs[1:]
+    skip = _best_total(rest)
+    take = w + _best_total([p for p in rest if p[0] != a and p[1] != b])
+    return max(skip, take)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_optimal_matching_has_the_maximum_total_score(seed):
+    candidates, peaks, limb_src, limb_dst = _random_candidates(seed, per_type=4, density=0.5)
+    got = paf_grouping.match_limbs(candidates, peaks, limb_src, limb_dst)  # default: optimal
+    greedy = paf_grouping.match_limbs(candidates, peaks, limb_src, limb_dst, method="greedy")
+    assert _keys(got) <= _keys(candidates)
+    for j in range(3):
+        mine = got.limb == j
+        # one-to-one
+        assert len(set(got.src[mine].tolist())) == len(set(got.dst[mine].tolist())) == mine.sum()
+        pairs = [(int(a), int(b), float(w)) for a, b, w, lj in zip(
+            candidates.src, candidates.dst, candidates.score, candidates.limb, strict=True
+        ) if lj == j]  # fmt: skip
+        assert got.score[mine].sum() == pytest.approx(_best_total(pairs), rel=1e-5)
+        assert got.score[mine].sum() >= greedy.score[greedy.limb == j].sum() - 1e-5
+
+
+def test_optimal_matching_resolves_collinear_overlapping_limbs():
+    # Two people's shoulders on one line, overlapping: A1 -- B1 and A2 -- B2 with A2 between A1
+    # and B1. Their fields form one band, so the long A1-B2 and the short A2-B1 pairs score
+    # almost as well as the right ones, and the short wrong pair scores highest by a hair.
+    peaks = _peaks([(27.0, 3.0), (19.1, 3.0), (18.7, 3.0), (16.4, 3.0)], [0, 0, 1, 1], 2)
+    a1, a2, b1, b2 = 0, 1, 2, 3
+    candidates = LimbPairs(
+        limb=np.zeros(4, dtype=np.int64),
+        src=np.array([a1, a2, a1, a2]),
+        dst=np.array([b1, b2, b2, b1]),
+        score=np.array([0.99722, 0.99450, 0.93552, 0.99723], dtype=np.float32),
+    )
+    limb_src, limb_dst = np.array([0]), np.array([1])
+    greedy = paf_grouping.match_limbs(candidates, peaks, limb_src, limb_dst, method="greedy")
+    assert _keys(greedy) == {(0, a2, b1), (0, a1, b2)}  # the trap
     got = paf_grouping.match_limbs(candidates, peaks, limb_src, limb_dst)
-    keys = set(zip(got.limb.tolist(), got.src.tolist(), got.dst.tolist(), strict=True))
-    assert keys == _sequential_greedy(candidates)
-    assert len(keys) >= 3 * (per_type - 2)
+    assert _keys(got) == {(0, a1, b1), (0, a2, b2)}
+
+
+def test_matching_method_is_checked():
+    candidates, peaks, limb_src, limb_dst = _random_candidates(0)
+    with pytest.raises(ValueError, match="greedy"):
+        paf_grouping.match_limbs(candidates, peaks, limb_src, limb_dst, method="hungarian")
 
 
 def test_assemble_refuses_a_connection_that_repeats_a_type():
@@ -214,22 +274,44 @@ def test_decode_keeps_two_touching_people_apart_when_no_field_joins_them():
     assert found == [(0, 1), (2, 3)]
 
 
-def test_lone_keypoints_merge_at_the_size_of_the_other_people():
-    # chain 0-1-2-3; a person far away has limbs 0-1, 1-2 of 10 px. Two lone keypoints of types 0
-    # and 2 (type 1 hidden) 15 px apart fit one person of that size (2 hops * 10 px); 30 px
-    # apart they do not; without the other person nothing tells their size: they stay apart.
+def test_lone_keypoints_merge_at_the_size_of_the_largest_other_person():
+    # chain 0-1-2-3; far away, a person with limbs 0-1, 1-2 of 10 px and two with 4 px limbs.
+    # Two lone keypoints of types 0 and 2 (type 1 hidden) 15 px apart fit one person of the
+    # largest size (2 hops * 10 px); 30 px apart they do not; without the other people only
+    # ``lone_scale`` tells their size.
     src, dst = np.array([0, 1, 2]), np.array([1, 2, 3])
     hops = _chain_hops(4)
+    others = [[500, 0], [510, 0], [520, 0], [600, 0], [604, 0], [700, 0], [704, 0]]
+    other_slots = [[0, 1, 2, -1], [3, 4, -1, -1], [5, 6, -1, -1]]
     for gap, merged in ((15.0, True), (30.0, False)):
-        xy = np.array([[500, 0], [510, 0], [520, 0], [0, 0], [gap, 0]], dtype=np.float32)
-        slots = np.array([[0, 1, 2, -1], [3, -1, -1, -1], [-1, -1, 4, -1]])
+        xy = np.array(others + [[0, 0], [gap, 0]], dtype=np.float32)
+        slots = np.array(other_slots + [[7, -1, -1, -1], [-1, -1, 8, -1]])
         out = paf_grouping.merge_fragments(slots.copy(), xy, hops, src, dst, 1.0)
-        assert (len(out) == 2) is merged, gap
+        assert (len(out) == 4) is merged, gap
         if merged:
-            np.testing.assert_array_equal(out[1], [3, -1, 4, -1])
+            np.testing.assert_array_equal(out[3], [7, -1, 8, -1])
     alone = np.array([[3, -1, -1, -1], [-1, -1, 4, -1]])
     xy = np.array([[500, 0], [510, 0], [520, 0], [0, 0], [15, 0]], dtype=np.float32)
     assert len(paf_grouping.merge_fragments(alone.copy(), xy, hops, src, dst, 1.0)) == 2
+    for lone_scale, count in ((7.0, 2), (8.0, 1)):  # 15 px over 2 hops: 7.5 px per limb
+        out = paf_grouping.merge_fragments(
+            alone.copy(), xy, hops, src, dst, 1.0, lone_scale=lone_scale
+        )
+        assert len(out) == count, lone_scale
+
+
+def test_a_person_seen_only_as_two_unlinked_keypoints_is_one_pose():
+    # coco_person_neck joins shoulders to hips only through the (virtual) neck, which needs both
+    # shoulders: a person showing only the right shoulder and the right hip has no limb at all.
+    schema = KeypointSchema.named("coco_person_neck")
+    codec = PafCodec(schema)
+    kpts = np.zeros((1, schema.num_keypoints, 3))
+    kpts[0, schema.index("right_shoulder")] = (100, 60, 2)
+    kpts[0, schema.index("right_hip")] = (92, 190, 2)
+    targets = codec.encode(schema.add_virtual(kpts), (200, 256))
+    poses = codec.decode(targets.heatmaps, targets.pafs, affine=codec.output_to_input_matrix())
+    assert len(poses) == 1
+    assert (poses[0].keypoints[:, 2] > 0).sum() == 2
 
 
 def test_fragment_goes_to_the_closer_of_two_hosts():
