@@ -6,7 +6,8 @@ Usage: python benchmarks/paf_decode.py [--part all|speed|ap] [--repeats 20] [--s
 Three decoders on the same maps, all in this one run (timings differ up to 3x between machines):
 
 - ``low-res``: posekit's default: peaks at output resolution (stride 8) with log-parabola
-  sub-pixel refinement, vectorized limb scoring, component grouping + fragment merging;
+  sub-pixel refinement, vectorized limb scoring, per-limb matching of maximum total score,
+  component grouping + fragment merging ("greedy": OpenPose's greedy matching instead);
 - ``x8``: the same grouping, peaks searched on heatmaps upsampled x8 (bicubic, as the classic one);
 - ``classic``: a reference of the usual Python implementation (Lightweight OpenPose's
   ``extract_keypoints`` / ``group_keypoints``): heatmaps *and* PAFs upsampled x8, per-channel peak
@@ -17,7 +18,8 @@ coco_person_neck at 368x368 input, stride 8, sigma 7 (output 46x46), perfect map
 
 Round trip: each image's ground truth is encoded at image resolution (padded to a multiple of
 the stride), decoded and scored with ``evaluate_coco`` against the same file ("native"), or after
-resizing the image to 368 pixels on its longer side ("368").
+resizing the image to 368 pixels on its longer side ("368"). "all N images" scores every people
+image (COCO-MINI val + train, mmpose_coco) as one set.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from posekit import KeypointSchema
 from posekit.codecs.paf import PafCodec, PafDecodeConfig
 from posekit.data.coco import CocoKeypointDataset
 from posekit.data.synth import SynthConfig, generate_image, write_dataset
-from posekit.engine.evaluate import evaluate_coco, perfect_map_poses
+from posekit.engine.evaluate import evaluate_coco, perfect_map_poses, pool_ground_truth
 from posekit.structures import Pose
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -236,36 +238,50 @@ def _classic_poses(records, codec: PafCodec) -> dict[int, list[Pose]]:
     return out
 
 
-def _row(label: str, ann: Path, ds: CocoKeypointDataset, args: argparse.Namespace) -> None:
-    codec = PafCodec(ds.schema)
+def _row(label: str, ann, parts: list[tuple[CocoKeypointDataset, dict | None]],
+         args: argparse.Namespace) -> None:  # fmt: skip
+    """One table row: ``parts`` are (dataset, its image id -> ``ann``'s image id or None)."""
+    schema = parts[0][0].schema
+    codec = PafCodec(schema)
     cells = []
-    variants = [("native", None, 1), ("native", None, 8), ("368", 368, 1), ("368", 368, 8)]
-    for _, side, up in variants:
-        start = time.perf_counter()
-        poses = perfect_map_poses(ds.records, codec, max_side=side,
-                                  config=PafDecodeConfig(upsample=up))  # fmt: skip
-        ms = 1e3 * (time.perf_counter() - start) / max(len(ds.records), 1)
-        ap = evaluate_coco(ann, poses, ds.schema)["AP"]
+    variants = [(None, PafDecodeConfig()), (None, PafDecodeConfig(matching="greedy")),
+                (None, PafDecodeConfig(upsample=8)), (368, PafDecodeConfig()),
+                (368, PafDecodeConfig(upsample=8))]  # fmt: skip
+    for side, config in variants:
+        start, poses, count = time.perf_counter(), {}, 0
+        for ds, ids in parts:
+            found = perfect_map_poses(ds.records, codec, max_side=side, config=config)
+            poses.update({(ids or {}).get(i, i): p for i, p in found.items()})
+            count += len(ds.records)
+        ms = 1e3 * (time.perf_counter() - start) / max(count, 1)
+        ap = evaluate_coco(ann, poses, schema)["AP"]
         cells.append(f"{ap:.3f} {ms:6.1f}ms")
     if not args.skip_classic:
-        ap = evaluate_coco(ann, _classic_poses(ds.records, codec), ds.schema)["AP"]
-        cells.append(f"{ap:.3f}")
+        poses = {}
+        for ds, ids in parts:
+            found = _classic_poses(ds.records, codec)
+            poses.update({(ids or {}).get(i, i): p for i, p in found.items()})
+        cells.append(f"{evaluate_coco(ann, poses, schema)['AP']:.3f}")
     print(f"{label:<34} " + " ".join(f"{c:>15}" for c in cells))
 
 
 def round_trip_table(args: argparse.Namespace) -> None:
     print("\nRound-trip AP (perfect maps, stride 8, sigma 7) and mean encode+decode ms per image")
-    head = ["native low-res", "native x8", "368 low-res", "368 x8"]
+    head = ["native", "native greedy", "native x8", "368", "368 x8"]
     head += [] if args.skip_classic else ["native classic"]
     print(f"{'dataset / schema':<34} " + " ".join(f"{h:>15}" for h in head))
-    for label, ann, images in PEOPLE:
-        for schema in ("coco_person", "coco_person_neck"):
+    pooled, id_maps = pool_ground_truth([DATA / ann for _, ann, _ in PEOPLE])
+    for schema in ("coco_person", "coco_person_neck"):
+        parts = []
+        for (label, ann, images), ids in zip(PEOPLE, id_maps, strict=True):
             ds = CocoKeypointDataset(DATA / ann, DATA / images, schema=schema, check_images="none")
-            _row(f"{label} / {schema}", DATA / ann, ds, args)
+            _row(f"{label} / {schema}", DATA / ann, [(ds, None)], args)
+            parts.append((ds, ids))
+        _row(f"all {len(pooled['images'])} images / {schema}", pooled, parts, args)
     for ann in CUSTOM:
         path = DATA / "custom" / ann
         ds = CocoKeypointDataset(path, path.parent, check_images="none")
-        _row(f"{ann.split('/')[0]} ({ds.schema.num_keypoints} kpts)", path, ds, args)
+        _row(f"{ann.split('/')[0]} ({ds.schema.num_keypoints} kpts)", path, [(ds, None)], args)
     tmp = Path(tempfile.mkdtemp(prefix="posekit_bench_"))
     crowd = SynthConfig(num_images=args.crowd_images, image_size=(368, 368), min_instances=6,
                         max_instances=8, partial_prob=0.0, overlap_prob=0.4, clutter=0,
@@ -277,7 +293,7 @@ def round_trip_table(args: argparse.Namespace) -> None:
     for name, schema in schemas.items():
         gt = write_dataset(tmp / name, schema, crowd, progress=False)
         ds = CocoKeypointDataset(gt, tmp / name / "images" / "train", schema=schema)
-        _row(f"synthetic crowd 6-8 / {name}", gt, ds, args)
+        _row(f"synthetic crowd 6-8 / {name}", gt, [(ds, None)], args)
 
 
 def main() -> None:

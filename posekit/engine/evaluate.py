@@ -245,6 +245,53 @@ def perfect_map_poses(
     return out
 
 
+def pool_ground_truth(
+    sources: Sequence[str | Path | Mapping[str, Any]],
+) -> tuple[dict[str, Any], list[dict[int, int]]]:
+    """One COCO ground truth from several files, to score them as one set (AP over all images).
+
+    Images and annotations are renumbered (1, 2, ...) so that ids may repeat across sources; the
+    keypoint categories must be the same in every source (ids and keypoint names).
+
+    Args:
+        sources: COCO keypoint JSON paths or loaded dicts (not modified).
+
+    Returns:
+        The pooled ground truth and, per source, its image id -> pooled image id (to renumber the
+        poses of that source, e.g. ``{ids[i]: p for i, p in poses.items()}``).
+    """
+    if not sources:
+        raise ConfigError("pool_ground_truth: no ground-truth source given")
+    pooled: dict[str, Any] = {"images": [], "annotations": [], "categories": None}
+    id_maps: list[dict[int, int]] = []
+    for source in sources:
+        where = str(source) if not isinstance(source, Mapping) else "ground truth"
+        data = source if isinstance(source, Mapping) else _load_gt(Path(source))
+        cats = [(c.get("id"), list(c.get("keypoints") or [])) for c in data["categories"]]
+        if pooled["categories"] is None:
+            pooled["categories"] = copy.deepcopy(data["categories"])
+            first_cats, first_where = cats, where
+        elif cats != first_cats:
+            raise DatasetError(
+                f"{where}: its categories (id, keypoints) differ from those of {first_where}; "
+                "only files of one keypoint schema can be pooled"
+            )
+        ids = {int(im["id"]): len(pooled["images"]) + n + 1 for n, im in enumerate(data["images"])}
+        pooled["images"] += [{**im, "id": ids[int(im["id"])]} for im in data["images"]]
+        for ann in data["annotations"]:
+            if int(ann["image_id"]) not in ids:
+                raise DatasetError(
+                    f"{where}: annotation {ann.get('id')} refers to image {ann['image_id']}, "
+                    "which the file does not list"
+                )
+            new_id = len(pooled["annotations"]) + 1
+            pooled["annotations"].append(
+                {**ann, "id": new_id, "image_id": ids[int(ann["image_id"])]}
+            )
+        id_maps.append(ids)
+    return pooled, id_maps
+
+
 def format_metrics(metrics: Mapping[str, float]) -> str:
     """A two-line table of the metrics (for the CLI and benchmarks)."""
     keys = [k for k in METRICS if k in metrics]

@@ -14,6 +14,7 @@ from posekit.engine.evaluate import (
     METRICS,
     evaluate_coco,
     format_metrics,
+    pool_ground_truth,
     poses_to_coco_results,
     read_coco_results,
     write_coco_results,
@@ -146,6 +147,32 @@ def test_bad_input_errors(coco_val_set, tmp_path):
         read_coco_results(bad, ds.schema)
     with pytest.raises(DatasetError, match="cannot read ground truth"):
         evaluate_coco(tmp_path / "missing.json", {}, ds.schema)
+
+
+def test_pooled_files_score_as_one_set(coco_val_set, shared_data):
+    ann, ds = coco_val_set
+    other_ann = shared_data / "mmpose_coco/test_coco.json"
+    other = CocoKeypointDataset(other_ann, other_ann.parent, check_images="none")
+    first = json.loads(ann.read_text())
+    pooled, (ids_a, ids_b) = pool_ground_truth([ann, other_ann])
+    assert len(pooled["images"]) == len(first["images"]) + len(other.records)
+    assert len({im["id"] for im in pooled["images"]}) == len(pooled["images"])
+    assert len({a["id"] for a in pooled["annotations"]}) == len(pooled["annotations"])
+    assert first["images"][0]["id"] in ids_a  # the source is not modified
+    shifted = {ids_a[i]: p for i, p in _gt_poses(ds.records, shift=3.0).items()}
+    exact = {ids_b[i]: p for i, p in _gt_poses(other.records).items()}
+    alone = evaluate_coco(ann, _gt_poses(ds.records, shift=3.0), ds.schema)["AP"]
+    both = evaluate_coco(pooled, {**shifted, **exact}, ds.schema)["AP"]
+    assert alone < both < 1.0  # the exact file's people count, the shifted ones still cost
+
+
+def test_pooling_refuses_other_schemas_and_dangling_annotations(coco_val, shared_data, tmp_path):
+    with pytest.raises(DatasetError, match="categories"):
+        pool_ground_truth([coco_val[0], shared_data / "custom/ap10k/test_ap10k.json"])
+    data = json.loads(coco_val[0].read_text())
+    data["annotations"][0]["image_id"] = -5
+    with pytest.raises(DatasetError, match="image -5"):
+        pool_ground_truth([data])
 
 
 def test_format_metrics_lists_every_value():
