@@ -39,7 +39,7 @@ from posekit.structures import Pose
 
 logger = logging.getLogger(__name__)
 
-_CV_MAX_CHANNELS = 512  # cv2.warpAffine handles at most this many channels per call
+_CV_MAX_CHANNELS = 128  # cv2.warpAffine's channel limit per call (CV_CN_MAX; 128 in OpenCV 5)
 
 
 @dataclass(frozen=True)

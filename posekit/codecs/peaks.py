@@ -24,8 +24,9 @@ import numpy as np
 _LOG_FLOOR = 1e-10
 """Heatmap values are floored here before the log (log(0) is undefined; any tiny value works)."""
 
-_CV_MAX_CHANNELS = 512
-"""cv2.resize handles at most CV_CN_MAX = 512 interleaved channels per call."""
+_CV_MAX_CHANNELS = 128
+"""cv2.resize handles at most CV_CN_MAX interleaved channels per call: 512 in OpenCV 4, 128 in
+OpenCV 5."""
 
 _UPSAMPLED_MIN_DISTANCE = 1.0
 """On upsampled maps, a peak closer than this (map pixels, i.e. one cell of the searched maps

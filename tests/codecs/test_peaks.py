@@ -53,6 +53,15 @@ def test_peaks_sorted_by_channel_then_score():
     np.testing.assert_array_equal(peaks.counts, [1, 0, 2])
 
 
+def test_upsampling_handles_more_channels_than_opencv_takes_at_once():
+    # cv2 resizes at most 128 interleaved channels in OpenCV 5 (512 in OpenCV 4)
+    rng = np.random.default_rng(0)
+    maps = rng.random((300, 6, 5)).astype(np.float32)
+    up = upsample_maps(maps, 2)
+    assert up.shape == (300, 12, 10)
+    np.testing.assert_allclose(up[299], upsample_maps(maps[299:], 2)[0], atol=1e-6)
+
+
 @pytest.mark.parametrize("factor", [2, 4, 8])
 def test_upsampled_search_reports_in_the_original_frame(factor):
     centers = np.array([[12.3, 9.8], [30.6, 20.2]])
