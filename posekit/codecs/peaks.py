@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 _LOG_FLOOR = 1e-10
 """Heatmap values are floored here before the log (log(0) is undefined; any tiny value works)."""
@@ -33,6 +34,8 @@ _UPSAMPLED_MIN_DISTANCE = 1.0
 before upsampling) to a higher one of its channel is dropped. Cubic upsampling rings, which makes
 spurious local maxima next to real ones, mostly at the map border. Lightweight OpenPose uses 6 input
 pixels at stride 8 (0.75), which leaves more of them."""
+
+_KERNEL = np.ones((3, 3), dtype=np.uint8)
 
 # 8-neighbourhood offsets (dy, dx); the ones before the center in raster order are compared
 # strictly so that a plateau of equal values yields exactly one peak (its first cell).
@@ -99,8 +102,12 @@ def find_peaks(
     """
     search = upsample_maps(maps, upsample)
     c, h, w = search.shape
-    # Only cells above the threshold can be peaks: compare those few with their neighbours.
-    kind, ys, xs = np.nonzero(search > threshold)
+    # Candidates: cells above the threshold and not below any neighbour (a 3x3 dilation per
+    # channel; a -inf row between channels keeps them apart); the exact test below breaks ties.
+    stacked = np.full((c, h + 1, w), -np.inf, dtype=np.float32)
+    stacked[:, :h] = search
+    grown = cv2.dilate(stacked.reshape(c * (h + 1), w), _KERNEL).reshape(c, h + 1, w)[:, :h]
+    kind, ys, xs = np.nonzero((search > threshold) & (search >= grown))
     pad = 2  # refinement at a border reads two pixels inwards; outside the map is -inf
     padded = np.pad(search, ((0, 0), (pad, pad), (pad, pad)), constant_values=-np.inf)
     center = search[kind, ys, xs]
@@ -139,6 +146,94 @@ def find_peaks(
         keep &= kept - (np.concatenate([[0], np.cumsum(keep)])[starts[kind]]) < max_per_channel
     if not keep.all():
         xy, kind, score = xy[keep], kind[keep], score[keep]
+        starts = np.searchsorted(kind, np.arange(c + 1)).astype(np.int64)
+    return Peaks(xy=xy, score=score, kind=kind, starts=starts)
+
+
+def add_close_peaks(
+    maps: np.ndarray,
+    peaks: Peaks,
+    threshold: float,
+    factor: int,
+    *,
+    radius: float = 2.0,
+    max_per_channel: int | None = None,
+    refine: bool = True,
+) -> Peaks:
+    """``peaks`` (found at map resolution) plus the peaks that the coarse grid merged into them.
+
+    Two keypoints of one type closer than about 1.5 map pixels make one local maximum on the
+    grid. Each peak's neighbourhood (``radius`` map pixels) is upsampled by ``factor`` (bicubic, as
+    :func:`find_peaks` with ``upsample``) and searched again; a local maximum found there is new if
+    it is at least one map pixel from every peak of its channel and half a pixel inside the map
+    (cubic ringing makes spurious maxima at the border). Only neighbourhoods are upsampled, so
+    the cost grows with the number of peaks, not with the map size.
+
+    Args:
+        maps: (C, H, W) heatmaps the peaks were found on.
+        peaks: their peaks (map pixels), e.g. ``find_peaks(maps, threshold)``.
+        threshold: minimum heatmap value of a peak.
+        factor: upsampling factor of the neighbourhoods (>= 2).
+        radius: search radius around each peak, map pixels.
+        max_per_channel: keep only this many highest peaks per channel (None: all).
+        refine: sub-pixel refinement of the new peaks (at the upsampled resolution).
+
+    Returns:
+        All peaks, sorted as :class:`Peaks` requires; new ones scored like the others.
+    """
+    if factor < 2 or len(peaks.kind) == 0:
+        return peaks
+    c, h, w = maps.shape
+    reach = int(np.ceil(radius)) + 2  # two more cells of context for the cubic kernel
+    cx = np.clip(np.rint(peaks.xy[:, 0]).astype(np.int64), 0, w - 1)
+    cy = np.clip(np.rint(peaks.xy[:, 1]).astype(np.int64), 0, h - 1)
+    padded = np.pad(maps, ((0, 0), (reach, reach), (reach, reach)), mode="edge")
+    offsets = np.arange(2 * reach + 1)
+    windows = padded[
+        peaks.kind[:, None, None],
+        (cy[:, None] + offsets)[:, :, None],
+        (cx[:, None] + offsets)[:, None, :],
+    ]  # (P, S, S); window pixel (i, j) is map pixel (cy - reach + i, cx - reach + j)
+    # Search only the upsampled pixels within the radius (plus one for the local-max test):
+    # upsampled pixel u is window pixel (u - (f - 1) / 2) / f.
+    half = (factor - 1) / 2.0
+    lo = int(np.floor(factor * (reach - radius) + half)) - 1
+    hi = int(np.ceil(factor * (reach + radius) + half)) + 2
+    fine = upsample_maps(windows, factor)[:, lo:hi, lo:hi]
+    found = find_peaks(fine, threshold, refine=refine)
+    wx = (found.xy[:, 0] + lo - half) / factor  # window pixels
+    wy = (found.xy[:, 1] + lo - half) / factor
+    near = (wx - reach) ** 2 + (wy - reach) ** 2 <= radius**2
+    x = wx + (cx - reach)[found.kind]
+    y = wy + (cy - reach)[found.kind]
+    inside = (x >= 0.5) & (x <= w - 1.5) & (y >= 0.5) & (y <= h - 1.5)
+    sel = np.nonzero(near & inside)[0]
+    if len(sel) == 0:
+        return peaks
+    kind = peaks.kind[found.kind[sel]]
+    xy = np.stack([x[sel], y[sel]], axis=1)
+    # new: at least one map pixel from every coarse peak of its channel (the channel as a third
+    # coordinate, far apart, so that one tree query answers per channel)
+    spread = 4.0 * (h + w)
+    tree = cKDTree(np.column_stack([peaks.xy, peaks.kind * spread]))
+    dist, _ = tree.query(np.column_stack([xy, kind * spread]), distance_upper_bound=1.0)
+    new = ~np.isfinite(dist)
+    if not new.any():
+        return peaks
+    # a new peak found from two windows is kept once: the higher of new peaks a pixel apart
+    xy, score, kind = xy[new].astype(np.float32), found.score[sel][new], kind[new]
+    order = np.lexsort((-score, kind))
+    xy, score, kind = xy[order], score[order], kind[order]
+    keep = _suppress_close(xy, np.searchsorted(kind, np.arange(c + 1)), 1.0)
+    xy = np.concatenate([peaks.xy, xy[keep]])
+    score = np.concatenate([peaks.score, score[keep]]).astype(np.float32)
+    kind = np.concatenate([peaks.kind, kind[keep]])
+    order = np.lexsort((-score, kind))
+    xy, score, kind = xy[order], score[order], kind[order]
+    starts = np.searchsorted(kind, np.arange(c + 1)).astype(np.int64)
+    if max_per_channel is not None and (np.diff(starts) > max_per_channel).any():
+        keep = np.arange(len(kind)) - starts[kind] < max_per_channel
+        xy, score, kind = xy[keep], score[keep], kind[keep]
         starts = np.searchsorted(kind, np.arange(c + 1)).astype(np.int64)
     return Peaks(xy=xy, score=score, kind=kind, starts=starts)
 

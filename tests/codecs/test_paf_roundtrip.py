@@ -71,7 +71,7 @@ def test_custom_schema_round_trip_ap(shared_data, ann):
     assert evaluate_coco(path, poses, ds.schema)["AP"] >= 0.99
 
 
-@pytest.mark.parametrize("ann, bound", [("ap10k/test_ap10k.json", 0.75), ("atrw/test_atrw.json", 0.7)],
+@pytest.mark.parametrize("ann, bound", [("ap10k/test_ap10k.json", 0.95), ("atrw/test_atrw.json", 0.95)],
                          ids=["ap10k", "atrw"])  # fmt: skip
 def test_custom_schema_crowds(shared_data, tmp_path, ann, bound):
     """Synthetic crowds (6-8 figures, overlapping) of a real dataset's schema, written and read
@@ -87,4 +87,4 @@ def test_custom_schema_crowds(shared_data, tmp_path, ann, bound):
     poses = perfect_map_poses(ds.records, PafCodec(schema))
     metrics = evaluate_coco(gt, poses, schema)
     assert metrics["AP"] >= bound
-    assert metrics["AP50"] >= bound + 0.1
+    assert metrics["AP50"] >= 0.98

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posekit.codecs.peaks import find_peaks, upsample_maps
+from posekit.codecs.peaks import add_close_peaks, find_peaks, upsample_maps
 
 
 def _blobs(centers: np.ndarray, size: tuple[int, int], sigma: float) -> np.ndarray:
@@ -79,6 +79,49 @@ def test_upsampling_separates_close_peaks_that_the_low_resolution_grid_merges():
     maps = _blobs(centers, (40, 30), 0.875)
     assert len(find_peaks(maps, 0.1).xy) == 1
     assert len(find_peaks(maps, 0.1, upsample=8).xy) == 2
+
+
+def test_close_peaks_are_found_in_the_neighbourhood_of_coarse_ones():
+    # pairs of same-type keypoints 1.5-2 cells apart, in any direction; a far blob of the same
+    # channel and a second channel must come through unchanged
+    rng = np.random.default_rng(0)
+    far = np.array([[3.2, 4.1], [35.0, 26.4]])
+    coarse_both = close_both = 0
+    for _ in range(100):
+        base = rng.uniform(12, 24, 2)
+        angle, gap = rng.uniform(0, 2 * np.pi), rng.uniform(1.5, 2.0)
+        pair = np.array([base, base + gap * np.array([np.cos(angle), np.sin(angle)])])
+        maps = np.concatenate(
+            [_blobs(np.concatenate([pair, far]), (40, 30), 0.875), _blobs(far, (40, 30), 0.875)]
+        )
+        coarse = find_peaks(maps, 0.1)
+        peaks = add_close_peaks(maps, coarse, 0.1, 4)
+        assert peaks.counts[1] == 2 and len(peaks.xy) <= 6
+        for xy in coarse.xy:  # the coarse peaks are kept as they were
+            assert (np.abs(peaks.xy - xy).sum(axis=1) < 1e-6).any()
+        first = peaks.xy[: peaks.counts[0]]
+        assert (np.diff(peaks.score[: peaks.counts[0]]) <= 0).all()  # by descending score
+        error = [np.sqrt(((first - c) ** 2).sum(axis=1)).min() for c in pair]
+        coarse_both += int(coarse.counts[0] == 4)
+        close_both += int(peaks.counts[0] == 4 and max(error) < 0.4)
+    assert coarse_both <= 65  # measured: 60
+    assert close_both >= 72  # measured: 76 (pairs whose refined positions stay within 0.4 px)
+
+
+def test_close_peak_search_adds_nothing_to_lone_blobs():
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        centers = np.concatenate(
+            [rng.uniform(-0.4, [39.4, 29.4], (4, 2)), [[-0.45, 20.3], [39.4, 7.7]]]
+        )
+        centers = centers[  # blobs at least 3.5 cells apart: separate on the grid
+            [i for i in range(len(centers))
+             if all(np.hypot(*(centers[i] - centers[j])) > 3.5 for j in range(i))]
+        ]  # fmt: skip
+        maps = _blobs(centers, (40, 30), 0.875)
+        coarse = find_peaks(maps, 0.1)
+        assert len(coarse.xy) == len(centers)
+        assert len(add_close_peaks(maps, coarse, 0.1, 4).xy) == len(centers)
 
 
 def test_max_per_channel_keeps_the_highest_peaks():
