@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.spatial import cKDTree
 
 _LOG_FLOOR = 1e-10
 """Heatmap values are floored here before the log (log(0) is undefined; any tiny value works)."""
@@ -109,7 +108,8 @@ def find_peaks(
     grown = cv2.dilate(stacked.reshape(c * (h + 1), w), _KERNEL).reshape(c, h + 1, w)[:, :h]
     kind, ys, xs = np.nonzero((search > threshold) & (search >= grown))
     pad = 2  # refinement at a border reads two pixels inwards; outside the map is -inf
-    padded = np.pad(search, ((0, 0), (pad, pad), (pad, pad)), constant_values=-np.inf)
+    padded = np.full((c, h + 2 * pad, w + 2 * pad), -np.inf, dtype=np.float32)
+    padded[:, pad:-pad, pad:-pad] = search
     center = search[kind, ys, xs]
     keep = np.ones(center.shape, dtype=bool)
     for dy, dx in _NEIGHBOURS:
@@ -187,13 +187,11 @@ def add_close_peaks(
     reach = int(np.ceil(radius)) + 2  # two more cells of context for the cubic kernel
     cx = np.clip(np.rint(peaks.xy[:, 0]).astype(np.int64), 0, w - 1)
     cy = np.clip(np.rint(peaks.xy[:, 1]).astype(np.int64), 0, h - 1)
-    padded = np.pad(maps, ((0, 0), (reach, reach), (reach, reach)), mode="edge")
-    offsets = np.arange(2 * reach + 1)
-    windows = padded[
-        peaks.kind[:, None, None],
-        (cy[:, None] + offsets)[:, :, None],
-        (cx[:, None] + offsets)[:, None, :],
-    ]  # (P, S, S); window pixel (i, j) is map pixel (cy - reach + i, cx - reach + j)
+    offsets = np.arange(-reach, reach + 1)
+    rows = np.clip(cy[:, None] + offsets, 0, h - 1)  # clipped: the border replicated
+    cols = np.clip(cx[:, None] + offsets, 0, w - 1)
+    windows = maps[peaks.kind[:, None, None], rows[:, :, None], cols[:, None, :]]
+    # (P, S, S); window pixel (i, j) is map pixel (cy - reach + i, cx - reach + j)
     # Search only the upsampled pixels within the radius (plus one for the local-max test):
     # upsampled pixel u is window pixel (u - (f - 1) / 2) / f.
     half = (factor - 1) / 2.0
@@ -207,17 +205,19 @@ def add_close_peaks(
     x = wx + (cx - reach)[found.kind]
     y = wy + (cy - reach)[found.kind]
     inside = (x >= 0.5) & (x <= w - 1.5) & (y >= 0.5) & (y <= h - 1.5)
-    sel = np.nonzero(near & inside)[0]
+    # drop the window's own peak at once (the common case), then every coarse peak's twin
+    owner_d2 = (x - peaks.xy[found.kind, 0]) ** 2 + (y - peaks.xy[found.kind, 1]) ** 2
+    sel = np.nonzero(near & inside & (owner_d2 >= 1.0))[0]
     if len(sel) == 0:
         return peaks
     kind = peaks.kind[found.kind[sel]]
     xy = np.stack([x[sel], y[sel]], axis=1)
-    # new: at least one map pixel from every coarse peak of its channel (the channel as a third
-    # coordinate, far apart, so that one tree query answers per channel)
-    spread = 4.0 * (h + w)
-    tree = cKDTree(np.column_stack([peaks.xy, peaks.kind * spread]))
-    dist, _ = tree.query(np.column_stack([xy, kind * spread]), distance_upper_bound=1.0)
-    new = ~np.isfinite(dist)
+    new = np.ones(len(sel), dtype=bool)
+    for ch in np.unique(kind):
+        mine = np.nonzero(kind == ch)[0]
+        block = peaks.xy[peaks.starts[ch] : peaks.starts[ch + 1]]
+        d2 = ((xy[mine, None] - block[None]) ** 2).sum(axis=2)
+        new[mine] = (d2 >= 1.0).all(axis=1)
     if not new.any():
         return peaks
     # a new peak found from two windows is kept once: the higher of new peaks a pixel apart
