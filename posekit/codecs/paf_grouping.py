@@ -57,10 +57,11 @@ _MIRROR_SLACK = 2.0
 """A limb missing from an instance is bounded by this many times its mirror limb's length (the
 same bone of the other side, foreshortened differently in the image)."""
 
-_MAX_MERGE_PAIRS = 20_000
+_MAX_MERGE_PAIRS = 2_000
 """Fragment merging examines at most this many instance pairs per round (the closest ones): a
 bound on time and memory, (pairs, K, K) arrays, that only noisy maps with hundreds of fragments
-reach (50 people give a few hundred pairs)."""
+reach (perfect maps of 50 people leave at most 66 pairs after the cheap distance test; maps of
+uniform noise decode in 0.5 s instead of 2 s with a bound of 20,000)."""
 
 
 @dataclass(frozen=True)
