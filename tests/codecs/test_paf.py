@@ -273,6 +273,10 @@ def test_filters_and_config_validation():
         PafDecodeConfig(upsample=0)
     with pytest.raises(ConfigError, match="paf_min_fraction"):
         PafDecodeConfig(paf_min_fraction=1.5)
+    with pytest.raises(ConfigError, match="matching"):
+        PafDecodeConfig(matching="hungarian")
+    with pytest.raises(ConfigError, match="close_peaks"):
+        PafDecodeConfig(close_peaks=0)
     with pytest.raises(ConfigError, match="stride"):
         PafCodec(COCO, stride=0)
     with pytest.raises(ConfigError, match="sigma"):
