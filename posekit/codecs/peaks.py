@@ -101,15 +101,15 @@ def find_peaks(
     """
     search = upsample_maps(maps, upsample)
     c, h, w = search.shape
-    # Candidates: cells above the threshold and not below any neighbour (a 3x3 dilation per
-    # channel; a -inf row between channels keeps them apart); the exact test below breaks ties.
-    stacked = np.full((c, h + 1, w), -np.inf, dtype=np.float32)
-    stacked[:, :h] = search
-    grown = cv2.dilate(stacked.reshape(c * (h + 1), w), _KERNEL).reshape(c, h + 1, w)[:, :h]
-    kind, ys, xs = np.nonzero((search > threshold) & (search >= grown))
     pad = 2  # refinement at a border reads two pixels inwards; outside the map is -inf
     padded = np.full((c, h + 2 * pad, w + 2 * pad), -np.inf, dtype=np.float32)
     padded[:, pad:-pad, pad:-pad] = search
+    # Candidates: cells above the threshold and not below any neighbour (a 3x3 dilation of the
+    # channels stacked as one image; the -inf padding keeps them apart); the exact test below
+    # breaks ties.
+    grown = cv2.dilate(padded.reshape(c * (h + 2 * pad), w + 2 * pad), _KERNEL)
+    grown = grown.reshape(padded.shape)[:, pad:-pad, pad:-pad]
+    kind, ys, xs = np.nonzero((search > threshold) & (search >= grown))
     center = search[kind, ys, xs]
     keep = np.ones(center.shape, dtype=bool)
     for dy, dx in _NEIGHBOURS:
@@ -133,20 +133,30 @@ def find_peaks(
         x = (x - (upsample - 1) / 2.0) / upsample
         y = (y - (upsample - 1) / 2.0) / upsample
 
-    # Sort by channel, then by descending score.
-    order = np.lexsort((-score, kind))
-    xy = np.stack([x[order], y[order]], axis=1).astype(np.float32)
-    kind, score = kind[order], score[order].astype(np.float32)
-    starts = np.searchsorted(kind, np.arange(c + 1)).astype(np.int64)
-    keep = np.ones(len(kind), dtype=bool)
+    xy = np.stack([x, y], axis=1)
     if upsample > 1:
-        keep &= _suppress_close(xy, starts, _UPSAMPLED_MIN_DISTANCE)
-    if max_per_channel is not None:  # rank within the channel, among the kept peaks
-        kept = np.cumsum(keep) - 1
-        keep &= kept - (np.concatenate([[0], np.cumsum(keep)])[starts[kind]]) < max_per_channel
-    if not keep.all():
-        xy, kind, score = xy[keep], kind[keep], score[keep]
-        starts = np.searchsorted(kind, np.arange(c + 1)).astype(np.int64)
+        found = _sorted_peaks(xy, score, kind, c)
+        keep = _suppress_close(found.xy, found.starts, _UPSAMPLED_MIN_DISTANCE)
+        xy, score, kind = found.xy[keep], found.score[keep], found.kind[keep]
+    return _sorted_peaks(xy, score, kind, c, max_per_channel)
+
+
+def _sorted_peaks(
+    xy: np.ndarray,
+    score: np.ndarray,
+    kind: np.ndarray,
+    num_channels: int,
+    max_per_channel: int | None = None,
+) -> Peaks:
+    """:class:`Peaks` of unordered peaks: sorted by channel, then by descending score (ties keep
+    their order), at most ``max_per_channel`` highest per channel (None: all)."""
+    order = np.lexsort((-score, kind))
+    xy, score, kind = xy[order].astype(np.float32), score[order].astype(np.float32), kind[order]
+    starts = np.searchsorted(kind, np.arange(num_channels + 1)).astype(np.int64)
+    if max_per_channel is not None and (np.diff(starts) > max_per_channel).any():
+        keep = np.arange(len(kind)) - starts[kind] < max_per_channel
+        xy, score, kind = xy[keep], score[keep], kind[keep]
+        starts = np.searchsorted(kind, np.arange(num_channels + 1)).astype(np.int64)
     return Peaks(xy=xy, score=score, kind=kind, starts=starts)
 
 
@@ -175,7 +185,8 @@ def add_close_peaks(
         threshold: minimum heatmap value of a peak.
         factor: upsampling factor of the neighbourhoods (>= 2).
         radius: search radius around each peak, map pixels.
-        max_per_channel: keep only this many highest peaks per channel (None: all).
+        max_per_channel: keep only this many highest peaks per channel (None: all); applied
+            when peaks are added (the given ones are taken as found under the same cap).
         refine: sub-pixel refinement of the new peaks (at the upsampled resolution).
 
     Returns:
@@ -221,21 +232,15 @@ def add_close_peaks(
     if not new.any():
         return peaks
     # a new peak found from two windows is kept once: the higher of new peaks a pixel apart
-    xy, score, kind = xy[new].astype(np.float32), found.score[sel][new], kind[new]
-    order = np.lexsort((-score, kind))
-    xy, score, kind = xy[order], score[order], kind[order]
-    keep = _suppress_close(xy, np.searchsorted(kind, np.arange(c + 1)), 1.0)
-    xy = np.concatenate([peaks.xy, xy[keep]])
-    score = np.concatenate([peaks.score, score[keep]]).astype(np.float32)
-    kind = np.concatenate([peaks.kind, kind[keep]])
-    order = np.lexsort((-score, kind))
-    xy, score, kind = xy[order], score[order], kind[order]
-    starts = np.searchsorted(kind, np.arange(c + 1)).astype(np.int64)
-    if max_per_channel is not None and (np.diff(starts) > max_per_channel).any():
-        keep = np.arange(len(kind)) - starts[kind] < max_per_channel
-        xy, score, kind = xy[keep], score[keep], kind[keep]
-        starts = np.searchsorted(kind, np.arange(c + 1)).astype(np.int64)
-    return Peaks(xy=xy, score=score, kind=kind, starts=starts)
+    added = _sorted_peaks(xy[new], found.score[sel][new], kind[new], c)
+    keep = _suppress_close(added.xy, added.starts, 1.0)
+    return _sorted_peaks(
+        np.concatenate([peaks.xy, added.xy[keep]]),
+        np.concatenate([peaks.score, added.score[keep]]),
+        np.concatenate([peaks.kind, added.kind[keep]]),
+        c,
+        max_per_channel,
+    )
 
 
 def _suppress_close(xy: np.ndarray, starts: np.ndarray, radius: float) -> np.ndarray:
