@@ -32,14 +32,18 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from posekit.codecs.paf import PafCodec, PafDecodeConfig
-from posekit.data.transforms import PIXEL_MEAN, PIXEL_SCALE, compose_affine, invert_affine
+from posekit.data.transforms import (
+    PIXEL_MEAN,
+    PIXEL_SCALE,
+    compose_affine,
+    cv2_on_maps,
+    invert_affine,
+)
 from posekit.errors import ConfigError
 from posekit.schema import KeypointSchema
 from posekit.structures import Pose
 
 logger = logging.getLogger(__name__)
-
-_CV_MAX_CHANNELS = 128  # cv2.warpAffine's channel limit per call (CV_CN_MAX; 128 in OpenCV 5)
 
 
 @dataclass(frozen=True)
@@ -282,13 +286,10 @@ def _warp_maps(maps: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> n
     The border is replicated: the cells at the image edge of a coarser scale are still the best
     estimate just outside it (a constant 0 would halve the averaged maps along the edges).
     """
-    out = np.empty((maps.shape[0], size[1], size[0]), dtype=np.float32)
-    for start in range(0, maps.shape[0], _CV_MAX_CHANNELS):
-        chunk = np.ascontiguousarray(maps[start : start + _CV_MAX_CHANNELS].transpose(1, 2, 0))
-        warped = cv2.warpAffine(
+    return cv2_on_maps(
+        maps,
+        size,
+        lambda chunk: cv2.warpAffine(
             chunk, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-        out[start : start + _CV_MAX_CHANNELS] = warped.reshape(size[1], size[0], -1).transpose(
-            2, 0, 1
-        )
-    return out
+        ),
+    )

@@ -21,12 +21,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from posekit.data.transforms import cv2_on_maps
+
 _LOG_FLOOR = 1e-10
 """Heatmap values are floored here before the log (log(0) is undefined; any tiny value works)."""
-
-_CV_MAX_CHANNELS = 128
-"""cv2.resize handles at most CV_CN_MAX interleaved channels per call: 512 in OpenCV 4, 128 in
-OpenCV 5."""
 
 _UPSAMPLED_MIN_DISTANCE = 1.0
 """On upsampled maps, a peak closer than this (map pixels, i.e. one cell of the searched maps
@@ -68,15 +66,11 @@ def upsample_maps(maps: np.ndarray, factor: int) -> np.ndarray:
     """Bicubic upsampling ``(C, H, W) -> (C, f*H, f*W)`` float32, half-pixel aligned (cv2)."""
     if factor == 1:
         return maps
-    c, h, w = maps.shape
-    out = np.empty((c, h * factor, w * factor), dtype=np.float32)
-    for start in range(0, c, _CV_MAX_CHANNELS):
-        chunk = np.ascontiguousarray(maps[start : start + _CV_MAX_CHANNELS].transpose(1, 2, 0))
-        up = cv2.resize(chunk, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC)
-        out[start : start + _CV_MAX_CHANNELS] = up.reshape(h * factor, w * factor, -1).transpose(
-            2, 0, 1
-        )
-    return out
+    _, h, w = maps.shape
+    size = (w * factor, h * factor)
+    return cv2_on_maps(
+        maps, size, lambda chunk: cv2.resize(chunk, size, interpolation=cv2.INTER_CUBIC)
+    )
 
 
 def find_peaks(

@@ -16,7 +16,7 @@ Keypoints are ``(N, K, 3)`` float32: x, y, visibility (0 unlabeled, 1 occluded, 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -367,6 +367,24 @@ class FitToInput:
 # published weights and our own checkpoints take the same input: BGR, (pixel - 128) / 256.
 PIXEL_MEAN = 128.0
 PIXEL_SCALE = 1.0 / 256.0
+
+
+CV_MAX_CHANNELS = 128
+"""OpenCV takes at most CV_CN_MAX interleaved channels per image: 512 in OpenCV 4, 128 in 5."""
+
+
+def cv2_on_maps(
+    maps: np.ndarray, size: tuple[int, int], op: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Apply a cv2 image operation to (C, H, W) maps: ``op`` takes an (H, W, c) interleaved chunk
+    of at most ``CV_MAX_CHANNELS`` channels and returns it at ``size`` (W', H'). Returns
+    (C, H', W') float32."""
+    out = np.empty((maps.shape[0], size[1], size[0]), dtype=np.float32)
+    for start in range(0, maps.shape[0], CV_MAX_CHANNELS):
+        chunk = np.ascontiguousarray(maps[start : start + CV_MAX_CHANNELS].transpose(1, 2, 0))
+        done = op(chunk).reshape(size[1], size[0], -1)
+        out[start : start + CV_MAX_CHANNELS] = done.transpose(2, 0, 1)
+    return out
 
 
 def normalize_image(image_bgr: np.ndarray) -> np.ndarray:
