@@ -262,16 +262,25 @@ def pool_ground_truth(
     """
     if not sources:
         raise ConfigError("pool_ground_truth: no ground-truth source given")
-    pooled: dict[str, Any] = {"images": [], "annotations": [], "categories": None}
+    loaded = [
+        (source, "ground truth")
+        if isinstance(source, Mapping)
+        else (_load_gt(Path(source)), str(source))
+        for source in sources
+    ]
+
+    def schema_of(data: Mapping[str, Any]) -> list[tuple[Any, list[str]]]:
+        return [(c.get("id"), list(c.get("keypoints") or [])) for c in data["categories"]]
+
+    first, first_where = loaded[0]
+    pooled: dict[str, Any] = {
+        "images": [],
+        "annotations": [],
+        "categories": copy.deepcopy(first["categories"]),
+    }
     id_maps: list[dict[int, int]] = []
-    for source in sources:
-        where = str(source) if not isinstance(source, Mapping) else "ground truth"
-        data = source if isinstance(source, Mapping) else _load_gt(Path(source))
-        cats = [(c.get("id"), list(c.get("keypoints") or [])) for c in data["categories"]]
-        if pooled["categories"] is None:
-            pooled["categories"] = copy.deepcopy(data["categories"])
-            first_cats, first_where = cats, where
-        elif cats != first_cats:
+    for data, where in loaded:
+        if schema_of(data) != schema_of(first):
             raise DatasetError(
                 f"{where}: its categories (id, keypoints) differ from those of {first_where}; "
                 "only files of one keypoint schema can be pooled"
