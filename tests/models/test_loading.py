@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import urllib.request
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from posekit import CheckpointError, ConfigError, KeypointSchema
 from posekit.codecs.paf import PafCodec
 from posekit.engine.checkpoint import save_checkpoint
+from posekit.inference import Predictor
 from posekit.models.bottomup import LightweightOpenPose, OpenPoseVGG19
 from posekit.models.loading import DEFAULT_HEIGHT, load_model
 from posekit.models.weights import WeightsDownloadError
@@ -135,3 +140,35 @@ def test_posekit_checkpoint_records_that_do_not_fit(tmp_path):
     relabeled = save_checkpoint({**good, "schema": other}, tmp_path / "c.pt")
     with pytest.raises(CheckpointError, match=r"c.pt does not fit .*heatmap head has 18 channels"):
         load_model(relabeled)
+
+
+# ---------------------------------------------------------------------- a posekit 0.1 checkpoint
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+LEGACY = FIXTURES / "posekit_0.1_paf_tiny.pt"
+
+
+@pytest.mark.parametrize("flip", [False, True], ids=["plain", "flip"])
+def test_a_posekit_0_1_checkpoint_loads_and_gives_the_same_poses(flip):
+    """The file and the poses were made by posekit 0.1 (tests/fixtures/README.md)."""
+    loaded = load_model(LEGACY)
+    assert loaded.schema == KeypointSchema.named("coco_person")
+    assert loaded.input_height == 192
+    expected = json.loads((FIXTURES / "posekit_0.1_paf_tiny_poses.json").read_text())
+    predictor = Predictor(
+        loaded.model,
+        loaded.schema,
+        codec=loaded.codec,
+        input_height=loaded.input_height,
+        flip=flip,
+    )
+    compared = 0
+    for name, by_mode in expected.items():
+        want = by_mode["flip" if flip else "plain"]
+        got = predictor.predict(cv2.imread(str(FIXTURES / name)))
+        assert len(got) == len(want), name
+        for pose, ref in zip(got, want, strict=True):
+            # float32 network maps; 1e-3 px is far below the decoder's sub-pixel steps
+            np.testing.assert_allclose(pose.keypoints, ref["keypoints"], atol=1e-3)
+            assert pose.score == pytest.approx(ref["score"], abs=1e-5)
+            compared += 1
+    assert compared >= 15
