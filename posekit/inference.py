@@ -32,33 +32,13 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from posekit.codecs.paf import PafCodec, PafDecodeConfig
-from posekit.data.transforms import (
-    PIXEL_MEAN,
-    PIXEL_SCALE,
-    compose_affine,
-    cv2_on_maps,
-    invert_affine,
-)
+from posekit.data.transforms import PIXEL_MEAN, PIXEL_SCALE
 from posekit.errors import ConfigError
+from posekit.geometry import Placement, compose_affine, invert_affine, place_at_height, warp_maps
 from posekit.schema import KeypointSchema
 from posekit.structures import Pose
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class InputGeometry:
-    """Where one image lands in the network input at one scale.
-
-    Attributes:
-        resized: (W, H) of the resized image, input pixels (the rest of the input is padding).
-        padded: (W, H) of the network input, multiples of the stride.
-        matrix: (2, 3) float64 affine, image pixels -> input pixels.
-    """
-
-    resized: tuple[int, int]
-    padded: tuple[int, int]
-    matrix: np.ndarray
 
 
 PRECISIONS = ("float32", "bfloat16")
@@ -149,22 +129,15 @@ class Predictor:
             self.model = self.model.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ preprocessing
-    def geometry(self, image_size: tuple[int, int], scale: float = 1.0) -> InputGeometry:
+    def geometry(self, image_size: tuple[int, int], scale: float = 1.0) -> Placement:
         """Resized and padded input size of an image of size (W, H) at ``scale``."""
-        w, h = image_size
-        s = self.codec.stride
-        new_h = max(round(self.input_height * scale), s)
-        new_w = max(round(w * new_h / h), 1)
-        fx, fy = new_w / w, new_h / h
-        matrix = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])
-        padded = (new_w + (-new_w % s), new_h + (-new_h % s))
-        return InputGeometry((new_w, new_h), padded, matrix)
+        return place_at_height(image_size, round(self.input_height * scale), self.codec.stride)
 
-    def output_to_image(self, geo: InputGeometry) -> np.ndarray:
+    def output_to_image(self, geo: Placement) -> np.ndarray:
         """(2, 3) affine from the output pixels of an input of geometry ``geo`` to image pixels."""
         return compose_affine(invert_affine(geo.matrix), self.codec.output_to_input_matrix())
 
-    def prepare(self, images: Sequence[np.ndarray], geo: InputGeometry) -> torch.Tensor:
+    def prepare(self, images: Sequence[np.ndarray], geo: Placement) -> torch.Tensor:
         """(B, 3, H, W) float32 network input of same-size BGR images placed as ``geo`` says;
         with ``flip`` the B mirrored inputs follow (2B in all). On ``self.device``.
 
@@ -229,8 +202,8 @@ class Predictor:
                 # this scale's output frame -> the reference output frame
                 to_ref = compose_affine(invert_affine(ref[n].to_image), m.to_image)
                 size = (ref[n].heatmaps.shape[2], ref[n].heatmaps.shape[1])
-                acc_h[n] += _warp_maps(m.heatmaps, to_ref, size)
-                acc_p[n] += _warp_maps(m.pafs, to_ref, size)
+                acc_h[n] += warp_maps(m.heatmaps, to_ref, size)
+                acc_p[n] += warp_maps(m.pafs, to_ref, size)
         k = np.float32(1.0 / len(order))
         return [Maps(h * k, p * k, r.to_image) for h, p, r in zip(acc_h, acc_p, ref, strict=True)]
 
@@ -278,18 +251,3 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if image.dtype != np.uint8:
         raise ConfigError(f"expected a uint8 BGR image, got dtype {image.dtype}")
     return image
-
-
-def _warp_maps(maps: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Warp (C, h, w) maps by a (2, 3) matrix into (C, size[1], size[0]), bilinear.
-
-    The border is replicated: the cells at the image edge of a coarser scale are still the best
-    estimate just outside it (a constant 0 would halve the averaged maps along the edges).
-    """
-    return cv2_on_maps(
-        maps,
-        size,
-        lambda chunk: cv2.warpAffine(
-            chunk, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        ),
-    )

@@ -39,8 +39,8 @@ import numpy as np
 
 from posekit.codecs import paf_grouping
 from posekit.codecs.peaks import add_close_peaks, find_peaks
-from posekit.data.transforms import transform_points
 from posekit.errors import ConfigError, SchemaError
+from posekit.geometry import transform_points
 from posekit.schema import KeypointSchema
 from posekit.structures import Pose
 

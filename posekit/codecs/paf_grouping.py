@@ -50,7 +50,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 
 from posekit.codecs.peaks import Peaks
-from posekit.data.transforms import transform_points
+from posekit.geometry import transform_points
 from posekit.structures import Pose
 
 _MIRROR_SLACK = 2.0

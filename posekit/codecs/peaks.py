@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from posekit.data.transforms import cv2_on_maps
+from posekit.geometry import cv2_on_maps
 
 _LOG_FLOOR = 1e-10
 """Heatmap values are floored here before the log (log(0) is undefined; any tiny value works)."""

@@ -1,13 +1,8 @@
 """Affine augmentation of multi-instance keypoint samples: one 2x3 image -> input matrix each.
 
-Pixel convention (used by every posekit module): pixel centers sit at integer coordinates, as in
-``cv2.warpAffine``. Pixel ``(i, j)`` of an image of size (W, H) is the point ``x=j, y=i``; the image
-covers ``[-0.5, W - 0.5] x [-0.5, H - 0.5]`` and its center is ``((W - 1) / 2, (H - 1) / 2)``. A
-horizontal flip maps ``x -> W - 1 - x`` (``schema.flip_keypoints(kpts, width=W - 1)``). COCO
-keypoint coordinates are read in this convention as they are.
-
-A matrix ``M`` (2, 3) float64 maps a point ``p`` as ``M[:, :2] @ p + M[:, 2]``. The training sample
-keeps ``matrix``: image pixels -> input pixels; ``invert_affine`` maps predictions back.
+Pixel convention and matrices: ``posekit.geometry`` (pixel centers at integer coordinates, a
+horizontal flip is ``x -> W - 1 - x``). The training sample keeps ``matrix``: image pixels -> input
+pixels; ``geometry.invert_affine`` maps predictions back.
 
 Frames: ``*_img`` image pixels, ``*_in`` network-input pixels. Sizes are (W, H), arrays (H, W, C).
 Keypoints are ``(N, K, 3)`` float32: x, y, visibility (0 unlabeled, 1 occluded, 2 visible).
@@ -16,13 +11,14 @@ Keypoints are ``(N, K, 3)`` float32: x, y, visibility (0 unlabeled, 1 occluded, 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from posekit.errors import ConfigError
+from posekit.geometry import affine_matrix, fit_matrix, fit_scale, transform_points
 from posekit.schema import KeypointSchema
 
 logger = logging.getLogger(__name__)
@@ -116,53 +112,6 @@ def _pair(value: Sequence[float], name: str) -> tuple[float, float]:
     except (TypeError, ValueError):
         raise ConfigError(f"{name}: expected two numbers (low, high), got {value!r}") from None
     return low, high
-
-
-# ---------------------------------------------------------------------- matrices
-def affine_matrix(
-    center_xy: Sequence[float],
-    scale: float,
-    rotation_deg: float,
-    input_size: tuple[int, int],
-    flip: bool,
-    *,
-    shift_xy: Sequence[float] = (0.0, 0.0),
-) -> np.ndarray:
-    """Image -> input matrix (2, 3) float64.
-
-    ``center_xy`` (image pixels) goes to the input center ``((W_in - 1) / 2, (H_in - 1) / 2)`` plus
-    ``shift_xy`` (input pixels); around it the image is scaled by ``scale`` (input pixels per image
-    pixel) and rotated by ``rotation_deg`` (counter-clockwise on screen, as
-    ``cv2.getRotationMatrix2D``). With ``flip`` the result is then mirrored: ``x -> W_in - 1 - x``.
-    """
-    theta = np.deg2rad(rotation_deg)
-    a, b = scale * np.cos(theta), scale * np.sin(theta)
-    linear = np.array([[a, b], [-b, a]], dtype=np.float64)
-    w_in, h_in = input_size
-    target = np.array([(w_in - 1) / 2.0, (h_in - 1) / 2.0]) + np.asarray(shift_xy, np.float64)
-    matrix = np.hstack([linear, (target - linear @ np.asarray(center_xy, np.float64))[:, None]])
-    if flip:
-        mirror = np.array([[-1.0, 0.0, w_in - 1.0], [0.0, 1.0, 0.0]])
-        matrix = compose_affine(mirror, matrix)
-    return matrix
-
-
-def compose_affine(second: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """The (2, 3) matrix that applies ``first`` and then ``second``."""
-    full = np.vstack([first, [0.0, 0.0, 1.0]])
-    return (np.asarray(second, np.float64) @ full)[:2]
-
-
-def invert_affine(matrix: np.ndarray) -> np.ndarray:
-    """Inverse (2, 3) matrix (e.g. input -> image); ``numpy.linalg.LinAlgError`` if singular."""
-    linear_inv = np.linalg.inv(np.asarray(matrix, np.float64)[:, :2])
-    return np.hstack([linear_inv, -linear_inv @ matrix[:, 2:]])
-
-
-def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Apply a (2, 3) matrix to points ``(..., 2)``; returns ``(..., 2)`` float64."""
-    matrix = np.asarray(matrix, np.float64)
-    return np.asarray(points, np.float64) @ matrix[:, :2].T + matrix[:, 2]
 
 
 # ---------------------------------------------------------------------- color
@@ -267,16 +216,6 @@ def warp_sample(
     return AugmentedSample(image_in, kpts_in, mask_in, matrix, flipped=flip_index is not None)
 
 
-def fit_scale(image_size: tuple[int, int], input_size: tuple[int, int]) -> float:
-    """Scale that fits an image of size (W, H) into the input keeping its aspect ratio."""
-    return min(input_size[0] / image_size[0], input_size[1] / image_size[1])
-
-
-def _image_center(image: np.ndarray) -> np.ndarray:
-    h, w = image.shape[:2]
-    return np.array([(w - 1) / 2.0, (h - 1) / 2.0])
-
-
 class RandomAffine:
     """Training augmentation: color jitter, then one random scale/rotate/shift/flip warp.
 
@@ -319,14 +258,14 @@ class RandomAffine:
         scale = rng.uniform(*cfg.scale_range)
         rotation = rng.uniform(-cfg.max_rotation, cfg.max_rotation)
         shift = rng.uniform(-cfg.max_translate, cfg.max_translate, size=2) * cfg.input_size
-        center = _image_center(image_bgr)
+        h, w = image_bgr.shape[:2]
+        center = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
         labeled = keypoints[..., 2] > 0
         candidates = np.flatnonzero(labeled.any(axis=1))
         if candidates.size and rng.random() < cfg.instance_center_prob:
             n = rng.choice(candidates)
             center = keypoints[n, labeled[n], :2].mean(axis=0)
         if scale_ref is None:
-            h, w = image_bgr.shape[:2]
             base = fit_scale((w, h), cfg.input_size)
         elif scale_ref > 0:
             base = min(cfg.input_size) / scale_ref
@@ -358,8 +297,7 @@ class FitToInput:
     ) -> AugmentedSample:
         """Same arguments and output as ``RandomAffine.__call__``; ``rng`` is not used."""
         h, w = image_bgr.shape[:2]
-        scale = fit_scale((w, h), self.config.input_size)
-        matrix = affine_matrix(_image_center(image_bgr), scale, 0.0, self.config.input_size, False)
+        matrix = fit_matrix((w, h), self.config.input_size)
         return warp_sample(image_bgr, keypoints, ignore_mask, matrix, self.config)
 
 
@@ -367,24 +305,6 @@ class FitToInput:
 # published weights and our own checkpoints take the same input: BGR, (pixel - 128) / 256.
 PIXEL_MEAN = 128.0
 PIXEL_SCALE = 1.0 / 256.0
-
-
-CV_MAX_CHANNELS = 128
-"""OpenCV takes at most CV_CN_MAX interleaved channels per image: 512 in OpenCV 4, 128 in 5."""
-
-
-def cv2_on_maps(
-    maps: np.ndarray, size: tuple[int, int], op: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """Apply a cv2 image operation to (C, H, W) maps: ``op`` takes an (H, W, c) interleaved chunk
-    of at most ``CV_MAX_CHANNELS`` channels and returns it at ``size`` (W', H'). Returns
-    (C, H', W') float32."""
-    out = np.empty((maps.shape[0], size[1], size[0]), dtype=np.float32)
-    for start in range(0, maps.shape[0], CV_MAX_CHANNELS):
-        chunk = np.ascontiguousarray(maps[start : start + CV_MAX_CHANNELS].transpose(1, 2, 0))
-        done = op(chunk).reshape(size[1], size[0], -1)
-        out[start : start + CV_MAX_CHANNELS] = done.transpose(2, 0, 1)
-    return out
 
 
 def normalize_image(image_bgr: np.ndarray) -> np.ndarray:

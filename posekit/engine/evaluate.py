@@ -27,8 +27,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from posekit.codecs.paf import PafCodec, PafDecodeConfig
-from posekit.data.transforms import compose_affine, invert_affine
 from posekit.errors import ConfigError, DatasetError
+from posekit.geometry import compose_affine, invert_affine, place_scaled, transform_points
 from posekit.schema import KeypointSchema
 from posekit.structures import Pose
 
@@ -229,16 +229,11 @@ def perfect_map_poses(
     out = {}
     for rec in records:
         scale = 1.0 if max_side is None else max_side / max(rec.width, rec.height)
-        # cv2 resize by `scale` maps pixel center x to scale * (x + 0.5) - 0.5
-        shift = 0.5 * scale - 0.5
-        img_to_input = np.array([[scale, 0.0, shift], [0.0, scale, shift]])
-        size = [
-            int(np.ceil(v * scale / codec.stride)) * codec.stride for v in (rec.width, rec.height)
-        ]
+        place = place_scaled((rec.width, rec.height), scale, scale, codec.stride)
         kpts = np.array(rec.keypoints, dtype=np.float64, copy=True)
-        kpts[..., :2] = kpts[..., :2] * scale + shift
-        targets = codec.encode(kpts, (size[0], size[1]))
-        out_to_img = compose_affine(invert_affine(img_to_input), codec.output_to_input_matrix())
+        kpts[..., :2] = transform_points(kpts[..., :2], place.matrix)
+        targets = codec.encode(kpts, place.padded)
+        out_to_img = compose_affine(invert_affine(place.matrix), codec.output_to_input_matrix())
         out[int(rec.image_id)] = codec.decode(
             targets.heatmaps, targets.pafs, affine=out_to_img, config=config
         )

@@ -12,13 +12,10 @@ from posekit.data.transforms import (
     ColorJitter,
     FitToInput,
     RandomAffine,
-    affine_matrix,
-    compose_affine,
-    invert_affine,
-    transform_points,
     warp_sample,
 )
 from posekit.errors import ConfigError
+from posekit.geometry import affine_matrix, transform_points
 from posekit.schema import KeypointSchema
 
 DATA = Path("../shared/data")
@@ -45,43 +42,6 @@ def _pure_geometry(**kwargs) -> AugmentConfig:
 def _flip_only(image: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
     return affine_matrix(((w - 1) / 2, (h - 1) / 2), 1.0, 0.0, (w, h), True)
-
-
-# ---------------------------------------------------------------------- matrices
-def test_affine_matrix_matches_cv2_rotation_and_maps_center():
-    center, scale, angle = (63.5, 47.5), 1.7, 33.0  # input center of (128, 96) is (63.5, 47.5)
-    m = affine_matrix(center, scale, angle, (128, 96), False)
-    np.testing.assert_allclose(m, cv2.getRotationMatrix2D(center, angle, scale), atol=1e-12)
-    m = affine_matrix((10.0, 20.0), 0.5, -70.0, (368, 200), False, shift_xy=(4.0, -3.0))
-    np.testing.assert_allclose(transform_points(np.array([10.0, 20.0]), m), [183.5 + 4, 99.5 - 3])
-
-
-def test_flip_is_mirror_composed_after_the_rest():
-    size = (200, 120)
-    plain = affine_matrix((31.0, 77.0), 1.3, 25.0, size, False, shift_xy=(5.0, 2.0))
-    flipped = affine_matrix((31.0, 77.0), 1.3, 25.0, size, True, shift_xy=(5.0, 2.0))
-    mirror = np.array([[-1.0, 0.0, size[0] - 1.0], [0.0, 1.0, 0.0]])
-    np.testing.assert_allclose(flipped, compose_affine(mirror, plain))
-    pts = np.random.default_rng(0).uniform(-50, 300, (4, 5, 2))
-    a, b = transform_points(pts, flipped), transform_points(pts, plain)
-    np.testing.assert_allclose(a[..., 0], size[0] - 1 - b[..., 0])
-    np.testing.assert_allclose(a[..., 1], b[..., 1])
-
-
-def test_composition_and_inverse_round_trip():
-    rng = np.random.default_rng(1)
-    first = affine_matrix((40.0, 60.0), 0.8, 15.0, (160, 128), True)
-    second = affine_matrix((12.0, 3.0), 0.125, -30.0, (20, 16), False)  # e.g. input -> output
-    pts = rng.uniform(-100, 400, (3, 7, 2))
-    np.testing.assert_allclose(
-        transform_points(pts, compose_affine(second, first)),
-        transform_points(transform_points(pts, first), second),
-        atol=1e-9,
-    )
-    inv = invert_affine(first)
-    np.testing.assert_allclose(inv, cv2.invertAffineTransform(first), atol=1e-12)
-    np.testing.assert_allclose(transform_points(transform_points(pts, first), inv), pts, atol=1e-9)
-    np.testing.assert_allclose(compose_affine(inv, first), np.eye(3)[:2], atol=1e-12)
 
 
 # ---------------------------------------------------------------------- flip
