@@ -61,7 +61,7 @@ from paf_decode import ClassicDecoder  # noqa: E402 - the reference decoder of b
 
 from posekit.codecs.paf import PafCodec  # noqa: E402
 from posekit.data.coco import CocoKeypointDataset  # noqa: E402
-from posekit.data.transforms import transform_points  # noqa: E402
+from posekit.geometry import transform_points  # noqa: E402
 from posekit.inference import Maps, Predictor  # noqa: E402
 from posekit.media import prefetch  # noqa: E402
 from posekit.models.zoo import build_model  # noqa: E402
