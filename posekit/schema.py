@@ -5,24 +5,17 @@ built from YAML, from a COCO ``categories`` entry, or by name (``KeypointSchema.
 validated at construction. Derived, never hand-written:
 
 - ``flip_index`` (K,): keypoint ``i`` of a horizontally flipped image is keypoint ``flip_index[i]``
-  of the original; found from left/right names (``left_``/``right_``, ``l_``/``r_``, ``_l``/``_r``,
-  ``L``/``R`` suffixes as in ``eyeL``, ``near``/``off`` as in horse anatomy) or given as ``flip_pairs``.
-- ``limbs`` (L,): the skeleton in **grouping order**: breadth-first from each component's root over a
-  spanning tree, each limb pointing away from the root; limbs that close a loop are kept after both of
-  their ends are reached and are marked ``extra``. The PAF channels ``2j, 2j+1`` (x, y) belong to
-  ``limbs[j]`` and point from ``limbs[j].src`` to ``limbs[j].dst``.
+  of the original; from left/right names (``schema_names``) or given as ``flip_pairs``.
+- ``limbs`` (L,): the skeleton in **grouping order** (``schema_skeleton``), each limb pointing away
+  from its part's root; limbs that close a loop are marked ``extra``. The PAF channels ``2j, 2j+1``
+  (x, y) belong to ``limbs[j]`` and point from ``limbs[j].src`` to ``limbs[j].dst``.
 - ``paf_flip``: how the 2L PAF channels of a flipped image map to the original ones (``None`` when the
-  skeleton is not left/right symmetric).
-- ``roots``: one root per connected component (the given ``root`` or the most connected keypoint).
-- colors for drawing (BGR).
+  skeleton is not left/right symmetric); ``roots``: one per connected part; BGR drawing colors.
 """
 
 from __future__ import annotations
 
-import colorsys
 import logging
-import re
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -33,57 +26,16 @@ import numpy as np
 import yaml
 
 from posekit.errors import SchemaError
+from posekit.schema_names import COCO_PERSON_KEYPOINTS, COCO_PERSON_SIGMAS, flip_index_from_names
+from posekit.schema_skeleton import Limb, PafFlip, colors, grouping_order, paf_flip
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIGMA = 0.05
 """OKS sigma used when a schema gives none (a warning is logged); COCO's range is 0.025-0.107."""
 
-_SCHEMA_KEYS = (
-    "name",
-    "keypoints",
-    "skeleton",
-    "flip_pairs",
-    "sigmas",
-    "joint_weights",
-    "root",
-    "virtual",
-    "limb_order",
-)
-
-# Side words: lower-case form -> mirror. Single letters only count at a token boundary.
-_SIDE_WORDS = {"left": "right", "right": "left", "near": "off", "off": "near", "l": "r", "r": "l"}
-_SIDE_RE = re.compile(r"left|right|near|off|l|r", re.IGNORECASE)
-_SEPARATORS = "_-. "
-
-
-@dataclass(frozen=True)
-class Limb:
-    """One skeleton connection: PAF vectors point from ``src`` to ``dst`` (keypoint indices).
-
-    ``extra`` is True for a limb that closes a loop of the skeleton: both ends are reached by the
-    spanning tree before it, so it adds evidence for grouping but does not grow an instance.
-    """
-
-    src: int
-    dst: int
-    extra: bool = False
-
-
-@dataclass(frozen=True)
-class PafFlip:
-    """Remapping of PAF channels for a horizontally flipped image.
-
-    ``paf_orig_frame[c] = signs[c] * mirror_x(paf_flipped_frame[channels[c]])`` for each of the 2L
-    channels, and the same formula maps the original to the flipped frame (it is an involution).
-    """
-
-    channels: tuple[int, ...]
-    signs: tuple[float, ...]
-
-    def apply(self, pafs: np.ndarray) -> np.ndarray:
-        """Map PAFs ``(2L, H, W)`` of a flipped image (already mirrored back in x) to the original."""
-        return pafs[list(self.channels)] * np.asarray(self.signs, dtype=pafs.dtype)[:, None, None]
+_SCHEMA_KEYS = ("name", "keypoints", "skeleton", "flip_pairs", "sigmas", "joint_weights", "root")
+_SCHEMA_KEYS += ("virtual", "limb_order")
 
 
 @dataclass(frozen=True)
@@ -163,11 +115,11 @@ class KeypointSchema:
             "flip_pairs",
             tuple((keypoints[i], keypoints[j]) for i, j in enumerate(flip_index) if i < j),
         )
-        limbs, roots = self._grouping_order()
+        limbs, roots = grouping_order(self.name, keypoints, skeleton, self.root, self.limb_order)
         set_(self, "limbs", limbs)
         set_(self, "roots", roots)
-        set_(self, "paf_flip", _paf_flip(limbs, flip_index))
-        kcol, lcol = _colors(keypoints, limbs, flip_index)
+        set_(self, "paf_flip", paf_flip(limbs, flip_index))
+        kcol, lcol = colors(keypoints, limbs, flip_index)
         set_(self, "keypoint_colors", kcol)
         set_(self, "limb_colors", lcol)
 
@@ -262,7 +214,7 @@ class KeypointSchema:
                 raise SchemaError(
                     f"flip_pairs: expected 'auto', 'none' or a list of pairs, got {spec!r}"
                 )
-            return _auto_flip(self.keypoints)
+            return flip_index_from_names(self.keypoints)
         for n, pair in enumerate(spec):
             a, b = self._pair(pair, f"flip_pairs[{n}]")
             if a == b:
@@ -275,75 +227,6 @@ class KeypointSchema:
                     )
             flip[a], flip[b] = b, a
         return tuple(flip)
-
-    def _grouping_order(self) -> tuple[tuple[Limb, ...], tuple[int, ...]]:
-        k = len(self.keypoints)
-        adjacency: list[list[int]] = [[] for _ in range(k)]
-        for a, b in self.skeleton:
-            adjacency[a].append(b)
-            adjacency[b].append(a)
-        components = _components(adjacency)
-        root_idx = self.keypoints.index(self.root) if self.root is not None else None
-        roots = []
-        for comp in components:
-            if root_idx is not None and root_idx in comp:
-                roots.append(root_idx)
-            else:  # most connected keypoint; ties go to the lower index
-                roots.append(max(sorted(comp), key=lambda i: len(adjacency[i])))
-        if root_idx is not None:  # the user's root component first
-            first = next(i for i, c in enumerate(components) if root_idx in c)
-            roots.insert(0, roots.pop(first))
-        if not self.skeleton:
-            logger.warning(
-                "schema %r has no skeleton: drawing and bottom-up grouping need limbs", self.name
-            )
-        elif len(components) > 1:
-            logger.warning(
-                "schema %r: skeleton is not connected (%d parts); each part gets its own root: %s",
-                self.name,
-                len(components),
-                [self.keypoints[r] for r in roots],
-            )
-        if self.limb_order == "given":
-            return self._given_order(), tuple(roots)
-        limbs: list[Limb] = []
-        used: set[frozenset[int]] = set()
-        for root in roots:
-            reached = {root}
-            queue = deque([root])
-            while queue:
-                u = queue.popleft()
-                for v in adjacency[u]:
-                    edge = frozenset((u, v))
-                    if edge in used:
-                        continue
-                    used.add(edge)
-                    limbs.append(Limb(u, v, extra=v in reached))
-                    if v not in reached:
-                        reached.add(v)
-                        queue.append(v)
-        return tuple(limbs), tuple(roots)
-
-    def _given_order(self) -> tuple[Limb, ...]:
-        reached = set()
-        limbs = []
-        user_root = self.keypoints.index(self.root) if self.root is not None else None
-        for i, (a, b) in enumerate(self.skeleton):
-            if not reached and user_root is not None and a != user_root:
-                raise SchemaError(
-                    f"limb_order 'given': skeleton[0] must start at the root '{self.root}', "
-                    f"got '{self.keypoints[a]}'"
-                )
-            if a not in reached and b in reached:
-                raise SchemaError(
-                    f"limb_order 'given': skeleton[{i}] ({self.keypoints[a]}, {self.keypoints[b]}) "
-                    f"points towards the part already grouped; reverse it"
-                )
-            if a not in reached:
-                reached.add(a)
-            limbs.append(Limb(a, b, extra=b in reached))
-            reached.add(b)
-        return tuple(limbs)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -591,163 +474,3 @@ class KeypointSchema:
             tag = "  [extra: closes a loop]" if limb.extra else ""
             lines.append(f"    {j:2d}  {n[limb.src]} -> {n[limb.dst]}{tag}")
         return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------- derivations
-def _side_boundary(name: str, start: int, end: int) -> bool:
-    """True when ``name[start:end]`` is a whole token (separator, digit, camelCase or string end)."""
-
-    def _cut(i: int, j: int) -> bool:  # is there a token border between chars i and j?
-        if i < 0 or j >= len(name):
-            return True
-        a, b = name[i], name[j]
-        return (
-            a in _SEPARATORS
-            or b in _SEPARATORS
-            or a.isdigit() != b.isdigit()
-            or (a.islower() and b.isupper())
-        )
-
-    word = name[start:end]
-    if not _cut(start - 1, start):
-        # 'eyeL' (camel suffix) and 'L_eye' are tokens; 'rear' contains no side token.
-        return False
-    if len(word) > 1:
-        return True  # 'Nearknee', 'leftear': whole side words may run into the next word
-    return _cut(end - 1, end)
-
-
-def _swap_case(word: str) -> str:
-    mirror = _SIDE_WORDS[word.lower()]
-    if word.isupper():
-        return mirror.upper()
-    if word[0].isupper():
-        return mirror.capitalize()
-    return mirror
-
-
-def _auto_flip(names: tuple[str, ...]) -> tuple[int, ...]:
-    index = {n: i for i, n in enumerate(names)}
-    flip = list(range(len(names)))
-    for i, name in enumerate(names):
-        matches = [m for m in _SIDE_RE.finditer(name) if _side_boundary(name, m.start(), m.end())]
-        candidates = set()
-        for m in matches:
-            cand = name[: m.start()] + _swap_case(m.group()) + name[m.end() :]
-            if cand in index and cand != name:
-                candidates.add(cand)
-        if len(candidates) > 1:
-            raise SchemaError(
-                f"flip_pairs: cannot tell the mirror of '{name}' from its name "
-                f"(candidates {sorted(candidates)}); give flip_pairs explicitly"
-            )
-        if candidates:
-            flip[i] = index[candidates.pop()]
-    for i, j in enumerate(flip):
-        if flip[j] != i:
-            raise SchemaError(
-                f"flip_pairs: derived pairs are not symmetric: '{names[i]}' -> '{names[j]}' but "
-                f"'{names[j]}' -> '{names[flip[j]]}'; give flip_pairs explicitly"
-            )
-    return tuple(flip)
-
-
-def _components(adjacency: list[list[int]]) -> list[list[int]]:
-    seen: set[int] = set()
-    comps = []
-    for start in range(len(adjacency)):
-        if start in seen:
-            continue
-        comp, stack = [], [start]
-        seen.add(start)
-        while stack:
-            u = stack.pop()
-            comp.append(u)
-            for v in adjacency[u]:
-                if v not in seen:
-                    seen.add(v)
-                    stack.append(v)
-        comps.append(sorted(comp))
-    return comps
-
-
-def _paf_flip(limbs: tuple[Limb, ...], flip: tuple[int, ...]) -> PafFlip | None:
-    position = {(limb.src, limb.dst): j for j, limb in enumerate(limbs)}
-    channels: list[int] = []
-    signs: list[float] = []
-    for limb in limbs:
-        a, b = flip[limb.src], flip[limb.dst]
-        if (a, b) in position:  # same direction: mirroring negates x only
-            k, sx, sy = position[(a, b)], -1.0, 1.0
-        elif (b, a) in position:  # reversed direction: negate y (x is negated twice)
-            k, sx, sy = position[(b, a)], 1.0, -1.0
-        else:
-            return None
-        channels += [2 * k, 2 * k + 1]
-        signs += [sx, sy]
-    return PafFlip(tuple(channels), tuple(signs))
-
-
-def _colors(
-    names: tuple[str, ...], limbs: tuple[Limb, ...], flip: tuple[int, ...]
-) -> tuple[tuple[tuple[int, int, int], ...], tuple[tuple[int, int, int], ...]]:
-    """BGR colors: limbs spread over the hue circle, mirrored limbs in neighbouring hues."""
-
-    def bgr(h: float, s: float = 0.85, v: float = 1.0) -> tuple[int, int, int]:
-        r, g, b = colorsys.hsv_to_rgb(h % 1.0, s, v)
-        return int(b * 255), int(g * 255), int(r * 255)
-
-    n = max(len(limbs), 1)
-    limb_colors = tuple(bgr(j / n) for j in range(len(limbs)))
-    kpt_colors = []
-    for i in range(len(names)):
-        touching = [j for j, limb in enumerate(limbs) if limb.dst == i] or [
-            j for j, limb in enumerate(limbs) if limb.src == i
-        ]
-        if touching:
-            kpt_colors.append(limb_colors[touching[0]])
-        else:
-            side = 0.0 if flip[i] == i else (0.33 if i < flip[i] else 0.66)
-            kpt_colors.append(bgr(side + i / (7.0 * len(names))))
-    return tuple(kpt_colors), limb_colors
-
-
-COCO_PERSON_KEYPOINTS = (
-    "nose",
-    "left_eye",
-    "right_eye",
-    "left_ear",
-    "right_ear",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-)
-# COCO keypoint evaluation sigmas (pycocotools cocoeval.py, Ronchi & Perona 2017).
-COCO_PERSON_SIGMAS = (
-    0.026,
-    0.025,
-    0.025,
-    0.035,
-    0.035,
-    0.079,
-    0.079,
-    0.072,
-    0.072,
-    0.062,
-    0.062,
-    0.107,
-    0.107,
-    0.087,
-    0.087,
-    0.089,
-    0.089,
-)

@@ -14,7 +14,8 @@ import torch
 
 from posekit.cli import main
 from posekit.engine.evaluate import METRICS, evaluate_coco
-from posekit.schema import COCO_PERSON_KEYPOINTS, KeypointSchema
+from posekit.schema import KeypointSchema
+from posekit.schema_names import COCO_PERSON_KEYPOINTS
 from tests.checkpoint_files import noisy_lwop, write_official_checkpoint, write_posekit_checkpoint
 
 IMAGES = ("000000000139.jpg", "000000034417.jpg", "000000231125.jpg")  # 1, 2 people; one portrait

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from posekit import KeypointSchema, SchemaError
-from posekit.schema import COCO_PERSON_KEYPOINTS
+from posekit.schema_names import COCO_PERSON_KEYPOINTS
 from tests.shared_sets import SHARED_SETS
 
 
