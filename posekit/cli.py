@@ -137,16 +137,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_schema(args: argparse.Namespace) -> int:
     if args.from_coco:
-        from posekit.data.coco import _load_json
+        from posekit.data.coco import load_coco_json
 
-        data = _load_json(Path(args.from_coco))
+        data = load_coco_json(args.from_coco)
         cats = [c for c in data["categories"] if c.get("keypoints")]
         if args.category_id is not None:
             cats = [c for c in cats if c.get("id") == args.category_id]
         if not cats:
             print(f"error: {args.from_coco}: no keypoint category found", file=sys.stderr)
             return 2
-        schema = KeypointSchema.from_coco(cats[0])
+        schema = KeypointSchema.from_coco(cats[0], drop_invalid_limbs=args.drop_invalid_limbs)
     else:
         schema = KeypointSchema.load(args.name)
     print(schema.describe())
@@ -404,6 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", default="coco_person", help="built-in name or YAML")
     p.add_argument("--from-coco", help="derive the schema from this COCO JSON's category")
     p.add_argument("--category-id", type=int)
+    p.add_argument(
+        "--drop-invalid-limbs",
+        action="store_true",
+        help="with --from-coco: leave out skeleton pairs out of range (warned) instead of failing",
+    )
     p.add_argument("--out", help="write the schema as YAML")
     p.add_argument("--json", action="store_true", help="print the schema as JSON")
     p.set_defaults(func=_cmd_schema)

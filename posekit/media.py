@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from posekit.data.images import IMAGE_SUFFIXES, list_images, read_image
-from posekit.engine.evaluate import poses_to_coco_results
+from posekit.data.results import poses_to_coco_results
 from posekit.errors import ConfigError, DatasetError
 from posekit.schema import KeypointSchema
 from posekit.schema_names import COCO_PERSON_KEYPOINTS

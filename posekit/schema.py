@@ -263,14 +263,17 @@ class KeypointSchema:
         category: Mapping[str, Any],
         *,
         skeleton_base: str | int = "auto",
+        drop_invalid_limbs: bool = False,
         **overrides: Any,
     ) -> KeypointSchema:
         """Build from a COCO ``categories`` entry (``keypoints`` names + ``skeleton`` index pairs).
 
         COCO skeletons are 1-based; some datasets write 0-based indices. ``skeleton_base="auto"``
         takes 0-based when an index 0 occurs, else 1-based. When the names are exactly COCO's 17
-        person keypoints, COCO's sigmas are used. ``overrides`` set any constructor argument
-        (``sigmas``, ``root``, ``flip_pairs``, ``virtual``, ...).
+        person keypoints, COCO's sigmas are used. ``drop_invalid_limbs`` leaves out (with a warning)
+        skeleton pairs whose indices are out of range or that repeat or loop on one keypoint,
+        instead of raising. ``overrides`` set any constructor argument (``sigmas``, ``root``,
+        ``flip_pairs``, ``virtual``, ...).
         """
         where = f"category {category.get('id', '?')} ({category.get('name', '?')})"
         names = category.get("keypoints")
@@ -297,7 +300,16 @@ class KeypointSchema:
             raise SchemaError(f"skeleton_base must be 'auto', 0 or 1, got {skeleton_base!r}")
         k = len(names)
         bad = [p for p in pairs if not all(base <= i < k + base for i in p)]
-        if bad:
+        if drop_invalid_limbs:
+            seen: set[frozenset[int]] = set()
+            for p in pairs:
+                if p not in bad and (p[0] == p[1] or frozenset(p) in seen):
+                    bad.append(p)
+                seen.add(frozenset(p))
+            if bad:
+                logger.warning("%s: left out the skeleton pairs %s (%d-based)", where, bad, base)
+            pairs = [p for p in pairs if p not in bad]
+        elif bad:
             raise SchemaError(
                 f"{where}: skeleton pairs {bad[:5]} out of range for {k} keypoints ({base}-based)"
             )

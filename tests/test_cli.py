@@ -77,6 +77,25 @@ def test_check_data_fatal_error(tmp_path, capsys):
     assert "malformed JSON" in capsys.readouterr().err
 
 
+def test_a_skeleton_index_out_of_range_names_the_file_and_the_way_on(coco_val, tmp_path, capsys):
+    """A person file whose skeleton has an index past its 17 keypoints (as one public set ships):
+    check-data says which file and category and how to go on; the advice works."""
+    data = json.loads(coco_val[0].read_text())
+    data["categories"][0]["skeleton"].append([16, 18])
+    ann = tmp_path / "bad_skeleton.json"
+    ann.write_text(json.dumps(data))
+    assert main(["check-data", "--ann", str(ann), "--images", str(coco_val[1])]) == 1
+    err = capsys.readouterr().err
+    assert f"{ann}: category 1 (person): skeleton pairs [(16, 18)] out of range" in err
+    assert "--schema FILE.yaml" in err and "--drop-invalid-limbs" in err
+    fixed = tmp_path / "person.yaml"
+    rc = main(["schema", "--from-coco", str(ann), "--drop-invalid-limbs", "--out", str(fixed)])
+    assert rc == 0
+    assert main(["check-data", "--ann", str(ann), "--images", str(coco_val[1]),
+                 "--schema", str(fixed), "--no-decode"]) == 0  # fmt: skip
+    assert "19 limbs" in capsys.readouterr().out  # COCO's 19, the bad pair left out
+
+
 def test_schema_command(shared_data, tmp_path, capsys):
     out_yaml = tmp_path / "fly.yaml"
     rc = main(

@@ -270,6 +270,15 @@ def test_from_coco_errors():
         )
 
 
+def test_from_coco_can_leave_out_invalid_limbs(caplog):
+    category = {"id": 1, "name": "x", "keypoints": ["a", "b", "c"],
+                "skeleton": [[1, 2], [2, 5], [2, 1], [3, 3], [2, 3]]}  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        schema = KeypointSchema.from_coco(category, drop_invalid_limbs=True, sigmas=[0.05] * 3)
+    assert schema.skeleton == ((0, 1), (1, 2))
+    assert "left out the skeleton pairs [(2, 5), (2, 1), (3, 3)]" in caplog.text
+
+
 def test_source_index_maps_by_name():
     schema = KeypointSchema.named("coco_person_neck")
     idx = schema.source_index(COCO_PERSON_KEYPOINTS)

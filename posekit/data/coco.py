@@ -155,12 +155,21 @@ class CocoKeypointDataset:
         self.problems: list[Problem] = []
         self.skipped_images = 0
         self.skipped_annotations = 0
-        data = _load_json(self.ann_file)
+        data = load_coco_json(self.ann_file)
         self.categories = self._select_categories(data, category_id)
         first = self.categories[0]
         self.source_keypoints: tuple[str, ...] = tuple(first["keypoints"])
         if schema is None:
-            self.schema = KeypointSchema.from_coco(first)
+            try:
+                self.schema = KeypointSchema.from_coco(first)
+            except SchemaError as exc:
+                raise DatasetError(
+                    f"{self.ann_file}: {exc}. The keypoint schema cannot be read from this file: "
+                    f"give it yourself with --schema FILE.yaml (schema= in Python). `posekit "
+                    f"schema --from-coco {self.ann_file} --drop-invalid-limbs --out FILE.yaml` "
+                    f"writes this category's schema without the skeleton pairs it cannot use, to "
+                    f"check and complete"
+                ) from None
         else:
             self.schema = KeypointSchema.load(schema)
         try:
@@ -348,11 +357,20 @@ class CocoKeypointDataset:
 
 
 # ---------------------------------------------------------------------- parsing helpers
-def _load_json(path: Path) -> dict[str, Any]:
+def load_coco_json(path: str | Path, *, what: str = "annotation file") -> dict[str, Any]:
+    """A COCO keypoint file as a dict whose ``images``, ``annotations`` and ``categories`` are
+    lists (nothing else is checked). ``what`` names the file in errors.
+
+    Raises:
+        DatasetError: the file is missing, not UTF-8, malformed JSON, or not a COCO object.
+    """
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DatasetError(f"annotation file not found: {path}") from None
+        raise DatasetError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read {what} {path}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:

@@ -1,10 +1,7 @@
-"""COCO keypoint evaluation (OKS AP/AR with pycocotools) for any schema, and COCO results JSON I/O.
+"""COCO keypoint evaluation (OKS AP/AR with pycocotools) for any schema.
 
 Poses (``structures.Pose``) are in **image pixels** and in **schema order**, virtual keypoints
-included. A COCO results file holds the real keypoints in the **ground-truth file's** keypoint order
-(matched by name), as ``[x1, y1, s1, x2, y2, s2, ...]`` with s the keypoint score, plus
-``image_id``, ``category_id`` and ``score``. Keypoints not found are written as (0, 0, 0), as COCO
-submissions do.
+included; ``data.results`` writes and reads them as a COCO results JSON.
 
 OKS uses the schema's sigmas of the real keypoints (reordered to the file's order), so custom
 datasets are scored with their own sigmas, not COCO's 17.
@@ -27,6 +24,13 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from posekit.codecs.paf import PafCodec, PafDecodeConfig
+from posekit.data.coco import load_coco_json
+from posekit.data.results import (
+    PosesPerImage,
+    file_index,
+    poses_to_coco_results,
+    read_coco_results,
+)
 from posekit.errors import ConfigError, DatasetError
 from posekit.geometry import compose_affine, invert_affine, place_scaled, transform_points
 from posekit.schema import KeypointSchema
@@ -36,101 +40,6 @@ logger = logging.getLogger(__name__)
 
 METRICS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 """Keys of ``evaluate_coco``'s result, in the order of ``COCOeval.stats`` for keypoints."""
-
-PosesPerImage = Mapping[int, Sequence[Pose]]
-
-
-def poses_to_coco_results(
-    poses_per_image: PosesPerImage,
-    schema: KeypointSchema,
-    *,
-    keypoint_names: Sequence[str] | None = None,
-    category_id: int = 1,
-) -> list[dict[str, Any]]:
-    """COCO results entries (one per pose) from poses in image pixels.
-
-    Args:
-        poses_per_image: image id -> poses, keypoints (K, 3) in schema order.
-        schema: the poses' schema; virtual keypoints are dropped.
-        keypoint_names: keypoint order of the ground-truth file; default the schema's real order.
-        category_id: written into every entry.
-    """
-    index = _file_index(schema, keypoint_names)
-    real = list(schema.real_indices)
-    out = []
-    for image_id, poses in poses_per_image.items():
-        for pose in poses:
-            kpts = np.zeros((len(index), 3), dtype=np.float64)
-            kpts[index] = np.asarray(pose.keypoints, dtype=np.float64)[real]
-            out.append(
-                {
-                    "image_id": int(image_id),
-                    "category_id": int(category_id),
-                    "keypoints": [round(float(v), 3) for v in kpts.ravel()],
-                    "score": round(float(pose.score), 6),
-                }
-            )
-    return out
-
-
-def write_coco_results(
-    path: str | Path,
-    poses_per_image: PosesPerImage,
-    schema: KeypointSchema,
-    *,
-    keypoint_names: Sequence[str] | None = None,
-    category_id: int = 1,
-) -> Path:
-    """Write a COCO results JSON (see :func:`poses_to_coco_results`); returns the path."""
-    path = Path(path)
-    results = poses_to_coco_results(
-        poses_per_image, schema, keypoint_names=keypoint_names, category_id=category_id
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results))
-    return path
-
-
-def read_coco_results(
-    path: str | Path, schema: KeypointSchema, *, keypoint_names: Sequence[str] | None = None
-) -> dict[int, list[Pose]]:
-    """Read a COCO results JSON back into poses (schema order, virtual keypoints recomputed).
-
-    Raises:
-        DatasetError: the file is not a list of keypoint results of the schema's length.
-    """
-    path = Path(path)
-    try:
-        entries = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read COCO results: {exc}") from None
-    if not isinstance(entries, list):
-        raise DatasetError(
-            f"{path}: COCO results must be a JSON list, got {type(entries).__name__}"
-        )
-    index = _file_index(schema, keypoint_names)
-    real = list(schema.real_indices)
-    out: dict[int, list[Pose]] = {}
-    for n, entry in enumerate(entries):
-        try:
-            flat = np.asarray(entry["keypoints"], dtype=np.float32)
-            image_id, score = int(entry["image_id"]), float(entry["score"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DatasetError(f"{path}: entry {n} is not a keypoint result ({exc!r})") from None
-        if flat.size != 3 * len(index):
-            raise DatasetError(
-                f"{path}: entry {n} (image id {image_id}) has {flat.size} keypoint values, "
-                f"expected {3 * len(index)} for schema '{schema.name}'"
-            )
-        kpts = np.zeros((1, schema.num_keypoints, 3), dtype=np.float32)
-        kpts[0, real] = flat.reshape(-1, 3)[index]
-        schema.add_virtual(kpts)
-        found = kpts[0, :, 2] > 0
-        xy = kpts[0, found, :2]
-        bbox = np.concatenate([xy.min(0), xy.max(0)]) if found.any() else np.zeros(4)
-        out.setdefault(image_id, []).append(Pose(kpts[0], score, bbox.astype(np.float32)))
-    return out
-
 
 def evaluate_coco(
     gt: str | Path | Mapping[str, Any],
@@ -158,7 +67,7 @@ def evaluate_coco(
         NaN where COCO leaves a metric undefined (no ground truth in that area range). No
         detections at all gives 0 where ground truth exists.
     """
-    data = gt if isinstance(gt, Mapping) else _load_gt(Path(gt))
+    data = gt if isinstance(gt, Mapping) else load_coco_json(Path(gt), what="ground truth")
     where = str(gt) if not isinstance(gt, Mapping) else "ground truth"
     cats = _matching_categories(data, schema, category_id, where)
     names = list(cats[0]["keypoints"])
@@ -192,7 +101,7 @@ def evaluate_coco(
             coco_dt.createIndex()
         ev = COCOeval(coco_gt, coco_dt, iouType="keypoints")
         sigmas = np.zeros(len(names))
-        sigmas[_file_index(schema, names)] = schema.real_sigmas
+        sigmas[file_index(schema, names)] = schema.real_sigmas
         ev.params.kpt_oks_sigmas = sigmas
         ev.params.imgIds = sorted(image_ids)
         ev.evaluate()
@@ -260,7 +169,7 @@ def pool_ground_truth(
     loaded = [
         (source, "ground truth")
         if isinstance(source, Mapping)
-        else (_load_gt(Path(source)), str(source))
+        else (load_coco_json(Path(source), what="ground truth"), str(source))
         for source in sources
     ]
 
@@ -305,30 +214,6 @@ def format_metrics(metrics: Mapping[str, float]) -> str:
 
 
 # ---------------------------------------------------------------------- helpers
-def _file_index(schema: KeypointSchema, names: Sequence[str] | None) -> np.ndarray:
-    """Position in the file's keypoint list of each real schema keypoint (a permutation)."""
-    if names is None:
-        return np.arange(len(schema.real_indices))
-    index = schema.source_index(list(names), where="evaluation")
-    if len(names) != len(index):
-        extra = sorted(set(names) - {schema.keypoints[i] for i in schema.real_indices})
-        raise DatasetError(
-            f"evaluation: the file has keypoints {extra} that schema '{schema.name}' lacks"
-        )
-    return index
-
-
-def _load_gt(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read ground truth: {exc}") from None
-    missing = [k for k in ("images", "annotations", "categories") if k not in data]
-    if missing:
-        raise DatasetError(f"{path}: not a COCO file, missing {missing}")
-    return data
-
-
 def _matching_categories(
     data: Mapping[str, Any], schema: KeypointSchema, category_id: int | None, where: str
 ) -> list[Mapping[str, Any]]:

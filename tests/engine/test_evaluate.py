@@ -10,15 +10,8 @@ import pytest
 
 from posekit import DatasetError, KeypointSchema
 from posekit.data.coco import CocoKeypointDataset
-from posekit.engine.evaluate import (
-    METRICS,
-    evaluate_coco,
-    format_metrics,
-    pool_ground_truth,
-    poses_to_coco_results,
-    read_coco_results,
-    write_coco_results,
-)
+from posekit.data.results import poses_to_coco_results, read_coco_results, write_coco_results
+from posekit.engine.evaluate import METRICS, evaluate_coco, format_metrics, pool_ground_truth
 from posekit.structures import Pose
 
 
@@ -145,7 +138,7 @@ def test_bad_input_errors(coco_val_set, tmp_path):
     bad.write_text("{not json")
     with pytest.raises(DatasetError, match="cannot read COCO results"):
         read_coco_results(bad, ds.schema)
-    with pytest.raises(DatasetError, match="cannot read ground truth"):
+    with pytest.raises(DatasetError, match="ground truth not found"):
         evaluate_coco(tmp_path / "missing.json", {}, ds.schema)
 
 

@@ -1,0 +1,135 @@
+"""COCO keypoint results JSON: poses in image pixels <-> ``[x1, y1, s1, ...]`` result entries.
+
+A COCO results file is a JSON list of entries ``{"image_id", "category_id", "keypoints", "score"}``
+whose ``keypoints`` hold the **real** keypoints (virtual ones dropped) in the **ground-truth
+file's** keypoint order (matched by name), s being the keypoint score; keypoints not found are
+written as (0, 0, 0), as COCO submissions do. ``posekit predict --json`` and ``posekit eval --json``
+write it; ``engine.evaluate`` scores it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from posekit.errors import DatasetError
+from posekit.schema import KeypointSchema
+from posekit.structures import Pose
+
+__all__ = ["PosesPerImage", "poses_to_coco_results", "read_coco_results", "write_coco_results"]
+
+PosesPerImage = Mapping[int, Sequence[Pose]]
+"""Image id -> poses (keypoints (K, 3) in image pixels, schema order)."""
+
+
+def poses_to_coco_results(
+    poses_per_image: PosesPerImage,
+    schema: KeypointSchema,
+    *,
+    keypoint_names: Sequence[str] | None = None,
+    category_id: int = 1,
+) -> list[dict[str, Any]]:
+    """COCO results entries (one per pose) from poses in image pixels.
+
+    Args:
+        poses_per_image: image id -> poses, keypoints (K, 3) in schema order.
+        schema: the poses' schema; virtual keypoints are dropped.
+        keypoint_names: keypoint order of the ground-truth file; default the schema's real order.
+        category_id: written into every entry.
+    """
+    index = file_index(schema, keypoint_names)
+    real = list(schema.real_indices)
+    out = []
+    for image_id, poses in poses_per_image.items():
+        for pose in poses:
+            kpts = np.zeros((len(index), 3), dtype=np.float64)
+            kpts[index] = np.asarray(pose.keypoints, dtype=np.float64)[real]
+            out.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": int(category_id),
+                    "keypoints": [round(float(v), 3) for v in kpts.ravel()],
+                    "score": round(float(pose.score), 6),
+                }
+            )
+    return out
+
+
+def write_coco_results(
+    path: str | Path,
+    poses_per_image: PosesPerImage,
+    schema: KeypointSchema,
+    *,
+    keypoint_names: Sequence[str] | None = None,
+    category_id: int = 1,
+) -> Path:
+    """Write a COCO results JSON (see :func:`poses_to_coco_results`); returns the path."""
+    path = Path(path)
+    results = poses_to_coco_results(
+        poses_per_image, schema, keypoint_names=keypoint_names, category_id=category_id
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results))
+    return path
+
+
+def read_coco_results(
+    path: str | Path, schema: KeypointSchema, *, keypoint_names: Sequence[str] | None = None
+) -> dict[int, list[Pose]]:
+    """Read a COCO results JSON back into poses (schema order, virtual keypoints recomputed).
+
+    Raises:
+        DatasetError: the file is not a list of keypoint results of the schema's length.
+    """
+    path = Path(path)
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read COCO results: {exc}") from None
+    if not isinstance(entries, list):
+        raise DatasetError(
+            f"{path}: COCO results must be a JSON list, got {type(entries).__name__}"
+        )
+    index = file_index(schema, keypoint_names)
+    real = list(schema.real_indices)
+    out: dict[int, list[Pose]] = {}
+    for n, entry in enumerate(entries):
+        try:
+            flat = np.asarray(entry["keypoints"], dtype=np.float32)
+            image_id, score = int(entry["image_id"]), float(entry["score"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"{path}: entry {n} is not a keypoint result ({exc!r})") from None
+        if flat.size != 3 * len(index):
+            raise DatasetError(
+                f"{path}: entry {n} (image id {image_id}) has {flat.size} keypoint values, "
+                f"expected {3 * len(index)} for schema '{schema.name}'"
+            )
+        kpts = np.zeros((1, schema.num_keypoints, 3), dtype=np.float32)
+        kpts[0, real] = flat.reshape(-1, 3)[index]
+        schema.add_virtual(kpts)
+        found = kpts[0, :, 2] > 0
+        xy = kpts[0, found, :2]
+        bbox = np.concatenate([xy.min(0), xy.max(0)]) if found.any() else np.zeros(4)
+        out.setdefault(image_id, []).append(Pose(kpts[0], score, bbox.astype(np.float32)))
+    return out
+
+
+
+def file_index(schema: KeypointSchema, names: Sequence[str] | None) -> np.ndarray:
+    """Position in a file's keypoint list ``names`` of each real schema keypoint (a permutation;
+    ``None``: the schema's own real order). DatasetError when the file has other keypoints."""
+    if names is None:
+        return np.arange(len(schema.real_indices))
+    index = schema.source_index(list(names), where="evaluation")
+    if len(names) != len(index):
+        extra = sorted(set(names) - {schema.keypoints[i] for i in schema.real_indices})
+        raise DatasetError(
+            f"evaluation: the file has keypoints {extra} that schema '{schema.name}' lacks"
+        )
+    return index
+
+
