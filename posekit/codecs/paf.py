@@ -32,12 +32,14 @@ Decoding (``decode``): peaks (``codecs.peaks``), then limb scores, matching and 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from posekit.codecs import paf_grouping
+from posekit.codecs.base import ArrayLike, OutputLayout, OutputSpec, Targets, check_params
 from posekit.codecs.peaks import add_close_peaks, find_peaks
 from posekit.errors import ConfigError, SchemaError
 from posekit.geometry import transform_points
@@ -46,11 +48,20 @@ from posekit.structures import Pose
 
 logger = logging.getLogger(__name__)
 
-ArrayLike = Any  # np.ndarray or torch.Tensor (converted with .detach().cpu())
+
+def paf_layout(schema: KeypointSchema) -> OutputLayout:
+    """The outputs of a PAF network for ``schema``: K+1 heatmaps (the last is the background) and
+    2L PAF channels (x, y of each limb in ``schema.limbs`` order)."""
+    return OutputLayout(
+        (
+            OutputSpec("heatmaps", schema.num_keypoints + 1, "heatmap", "K+1"),
+            OutputSpec("pafs", 2 * schema.num_limbs, "PAF", "2L"),
+        )
+    )
 
 
 @dataclass(frozen=True)
-class PafTargets:
+class PafTargets(Targets):
     """Training targets of one sample, in output space.
 
     Attributes:
@@ -132,6 +143,9 @@ class PafDecodeConfig:
 class PafCodec:
     """Encode keypoints into heatmap + PAF targets and decode network maps into poses.
 
+    The bottom-up codec (``codecs.base.Codec``, name ``"paf"``): the network returns
+    ``(heatmaps, pafs)`` (``paf_layout``).
+
     Args:
         schema: the keypoint schema (K types, L limbs); it needs a skeleton.
         stride: output stride s (input pixels per output cell).
@@ -145,6 +159,9 @@ class PafCodec:
     sigma: float = 7.0
     paf_width: float = 1.0
     decode_config: PafDecodeConfig = field(default_factory=PafDecodeConfig)
+
+    name: ClassVar[str] = "paf"
+    family: ClassVar[str] = "bottomup"
 
     _limb_src: np.ndarray = field(init=False, repr=False, compare=False)
     _limb_dst: np.ndarray = field(init=False, repr=False, compare=False)
@@ -199,35 +216,47 @@ class PafCodec:
         return w // self.stride, h // self.stride
 
     @property
+    def layout(self) -> OutputLayout:
+        """``paf_layout(schema)``: heatmaps (K+1), pafs (2L)."""
+        return paf_layout(self.schema)
+
+    @property
     def num_heatmaps(self) -> int:
         """K + 1 heatmap channels (last = background)."""
-        return self.schema.num_keypoints + 1
+        return self.layout["heatmaps"].channels
 
     @property
     def num_pafs(self) -> int:
         """2L PAF channels."""
-        return 2 * self.schema.num_limbs
+        return self.layout["pafs"].channels
+
+    @property
+    def supports_flip(self) -> bool:
+        """True when the skeleton is left/right symmetric (``schema.paf_flip``)."""
+        return self.schema.paf_flip is not None
 
     def to_dict(self) -> dict[str, Any]:
         """Codec parameters for a checkpoint record (the schema is stored separately)."""
         return {
-            "codec": "paf",
+            "name": self.name,
             "stride": self.stride,
             "sigma": self.sigma,
             "paf_width": self.paf_width,
         }
 
     @classmethod
-    def from_dict(cls, schema: KeypointSchema, spec: dict[str, Any]) -> PafCodec:
-        """Inverse of :meth:`to_dict`."""
-        if spec.get("codec") != "paf":
-            raise ConfigError(f"codec record is not a PAF codec: {spec!r}")
-        return cls(
-            schema,
-            stride=int(spec["stride"]),
-            sigma=float(spec["sigma"]),
-            paf_width=float(spec["paf_width"]),
-        )
+    def from_dict(cls, schema: KeypointSchema, spec: Mapping[str, Any]) -> PafCodec:
+        """Inverse of :meth:`to_dict`; missing parameters take their defaults. Also reads the
+        records of posekit 0.1 (``{"codec": "paf", ...}``)."""
+        params = dict(spec)
+        name = params.pop("name", None) or params.pop("codec", None)
+        if name != cls.name:
+            raise ConfigError(f"codec record is not a PAF codec: {dict(spec)!r}")
+        check_params(cls.name, cls, params, fixed=("schema", "decode_config"))
+        try:
+            return cls(schema, **params)
+        except TypeError as exc:
+            raise ConfigError(f"codec {cls.name!r}: {exc}") from None
 
     # ------------------------------------------------------------------ encode
     def encode(

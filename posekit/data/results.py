@@ -118,7 +118,6 @@ def read_coco_results(
     return out
 
 
-
 def file_index(schema: KeypointSchema, names: Sequence[str] | None) -> np.ndarray:
     """Position in a file's keypoint list ``names`` of each real schema keypoint (a permutation;
     ``None``: the schema's own real order). DatasetError when the file has other keypoints."""
@@ -131,5 +130,3 @@ def file_index(schema: KeypointSchema, names: Sequence[str] | None) -> np.ndarra
             f"evaluation: the file has keypoints {extra} that schema '{schema.name}' lacks"
         )
     return index
-
-

@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 METRICS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 """Keys of ``evaluate_coco``'s result, in the order of ``COCOeval.stats`` for keypoints."""
 
+
 def evaluate_coco(
     gt: str | Path | Mapping[str, Any],
     poses_per_image: PosesPerImage | str | Path,

@@ -148,7 +148,7 @@ class Trainer:
         self.schedule = LrSchedule(
             config.schedule, config.optim.lr, config.train.epochs, self.iters_per_epoch
         )
-        self.loss = BottomUpLoss(self.schema, config.train.stage_loss_weights).to(self.device)
+        self.loss = BottomUpLoss(self.codec, config.train.stage_loss_weights).to(self.device)
         self.amp_dtype = _amp_dtype(self.device) if config.train.amp else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         if self.amp_dtype is not None and self.ctx.is_main:
@@ -424,7 +424,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        stages = [(float(h), float(p)) for h, p in zip(loss.heatmaps, loss.pafs, strict=True)]
+        stages = list(zip(loss.parts["heatmaps"], loss.parts["pafs"], strict=True))
         return float(loss.total.detach()), stages
 
     # ------------------------------------------------------------------ validation

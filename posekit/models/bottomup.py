@@ -10,8 +10,10 @@ stage (initial stage first, last refinement stage last):
 - ``pafs (B, 2L, H / 8, W / 8)``: channels ``2j, 2j + 1`` are the x, y components of the field of
   ``schema.limbs[j]`` (pointing from its ``src`` to its ``dst`` keypoint).
 
-K and L come from the schema only. Training uses every stage (intermediate supervision); inference
-uses the last pair. Input normalisation is the caller's business (see ``weights.InputSpec``).
+The channel counts come from the PAF codec's layout (``codecs.paf.paf_layout(schema)``, kept as
+``model.layout``), never typed twice. Training uses every stage (intermediate supervision);
+inference uses the last pair. Input normalisation is the caller's business (the model's
+``structures.InputSpec``).
 
 The attribute names of ``LightweightOpenPose`` are those of the published Lightweight OpenPose code,
 so its ``state_dict()`` keys are exactly the published checkpoint's (``model.0.0.weight`` ...
@@ -23,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from posekit.codecs.base import OutputLayout
+from posekit.codecs.paf import paf_layout
 from posekit.models.backbones.mobilenet import MobileNetV1Trunk, conv_block, depthwise_separable
 from posekit.models.backbones.residual import BasicBlock, ResidualTrunk
 from posekit.models.backbones.vgg import VGG19Trunk
@@ -46,15 +50,15 @@ StageOutputs = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 class OutputConv(nn.Conv2d):
-    """Final 1x1 conv (with bias, no activation) of a heatmap or PAF head.
+    """Final 1x1 conv (with bias, no activation) of a head.
 
-    ``kind`` is ``"heatmaps"`` (K+1 outputs) or ``"pafs"`` (2L outputs); checkpoint loading uses it
-    to explain a checkpoint made for another schema.
+    ``kind`` is the name of the output it makes in the codec's layout (``"heatmaps"``, ``"pafs"``);
+    checkpoint loading uses it to explain a checkpoint made for another schema.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, kind: str) -> None:
-        if kind not in ("heatmaps", "pafs"):
-            raise ValueError(f"kind must be 'heatmaps' or 'pafs', got {kind!r}")
+        if not kind:
+            raise ValueError("kind must name an output of the codec layout")
         super().__init__(in_channels, out_channels, 1)
         self.kind = kind
 
@@ -90,9 +94,12 @@ def _check_input(x: torch.Tensor) -> None:
         )
 
 
-def _num_outputs(schema: KeypointSchema) -> tuple[int, int]:
-    """(K + 1 heatmap channels, 2L PAF channels) of a schema."""
-    return schema.num_keypoints + 1, 2 * schema.num_limbs
+def _checked_layout(schema: KeypointSchema, layout: OutputLayout | None) -> OutputLayout:
+    """The layout given (checked to be a PAF network's), or the PAF codec's for ``schema``."""
+    layout = paf_layout(schema) if layout is None else layout
+    if layout.names != ("heatmaps", "pafs"):
+        raise ValueError(f"a PAF network makes (heatmaps, pafs), not the layout {layout.names}")
+    return layout
 
 
 def _num_stages(num_refinement_stages: int) -> int:
@@ -201,18 +208,27 @@ class LightweightOpenPose(nn.Module):
     the published network, and ``state_dict()`` has exactly the published checkpoint's keys.
 
     Args:
-        schema: keypoint schema; gives K + 1 heatmap and 2L PAF channels. Kept as ``self.schema``.
+        schema: keypoint schema (kept as ``self.schema``); with ``layout`` it gives the K + 1
+            heatmap and 2L PAF channels.
         num_refinement_stages: refinement stages after the initial stage (published: 1).
+        layout: the PAF codec's output layout (default ``paf_layout(schema)``).
 
     Shapes: ``forward(x (B, 3, H, W) float32)`` with H, W multiples of 8 returns ``1 +
     num_refinement_stages`` pairs ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``.
     """
 
-    def __init__(self, schema: KeypointSchema, *, num_refinement_stages: int = 1) -> None:
+    def __init__(
+        self,
+        schema: KeypointSchema,
+        *,
+        num_refinement_stages: int = 1,
+        layout: OutputLayout | None = None,
+    ) -> None:
         super().__init__()
         self.schema = schema
         self.stride = STRIDE
-        self.num_heatmaps, self.num_pafs = _num_outputs(schema)
+        self.layout = _checked_layout(schema, layout)
+        self.num_heatmaps, self.num_pafs = self.layout.channels
         channels = 128
         self.model = MobileNetV1Trunk()
         self.cpm = Cpm(self.model.out_channels, channels)
@@ -305,18 +321,27 @@ class OpenPoseVGG19(nn.Module):
     order). Layer names differ from the CMU Caffe model.
 
     Args:
-        schema: keypoint schema; gives K + 1 heatmap and 2L PAF channels. Kept as ``self.schema``.
+        schema: keypoint schema (kept as ``self.schema``); with ``layout`` it gives the K + 1
+            heatmap and 2L PAF channels.
         num_refinement_stages: refinement stages after stage 1 (CMU: 5).
+        layout: the PAF codec's output layout (default ``paf_layout(schema)``).
 
     Shapes: ``forward(x (B, 3, H, W) float32)`` with H, W multiples of 8 returns ``1 +
     num_refinement_stages`` pairs ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``.
     """
 
-    def __init__(self, schema: KeypointSchema, *, num_refinement_stages: int = 5) -> None:
+    def __init__(
+        self,
+        schema: KeypointSchema,
+        *,
+        num_refinement_stages: int = 5,
+        layout: OutputLayout | None = None,
+    ) -> None:
         super().__init__()
         self.schema = schema
         self.stride = STRIDE
-        self.num_heatmaps, self.num_pafs = _num_outputs(schema)
+        self.layout = _checked_layout(schema, layout)
+        self.num_heatmaps, self.num_pafs = self.layout.channels
         channels = 128
         self.backbone = VGG19Trunk()
         self.cpm = nn.Sequential(
@@ -400,9 +425,11 @@ class PafTiny(nn.Module):
     small data sets; for photos, ``lwop_mobilenet`` started from the published weights learns more.
 
     Args:
-        schema: keypoint schema; gives K + 1 heatmap and 2L PAF channels. Kept as ``self.schema``.
+        schema: keypoint schema (kept as ``self.schema``); with ``layout`` it gives the K + 1
+            heatmap and 2L PAF channels.
         num_refinement_stages: refinement stages after the initial stage (default 0).
         width: trunk width (features have ``2 * width`` channels).
+        layout: the PAF codec's output layout (default ``paf_layout(schema)``).
 
     Shapes: ``forward(x (B, 3, H, W) float32)`` with H, W multiples of 8 returns ``1 +
     num_refinement_stages`` pairs ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``.
@@ -411,12 +438,18 @@ class PafTiny(nn.Module):
     """
 
     def __init__(
-        self, schema: KeypointSchema, *, num_refinement_stages: int = 0, width: int = 64
+        self,
+        schema: KeypointSchema,
+        *,
+        num_refinement_stages: int = 0,
+        width: int = 64,
+        layout: OutputLayout | None = None,
     ) -> None:
         super().__init__()
         self.schema = schema
         self.stride = STRIDE
-        self.num_heatmaps, self.num_pafs = _num_outputs(schema)
+        self.layout = _checked_layout(schema, layout)
+        self.num_heatmaps, self.num_pafs = self.layout.channels
         self.backbone = ResidualTrunk(width)
         channels = self.backbone.out_channels
         self.initial_stage = TinyPafStage(channels, channels, self.num_heatmaps, self.num_pafs)

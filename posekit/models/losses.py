@@ -1,22 +1,28 @@
-"""Bottom-up training loss: masked MSE on heatmaps and PAFs, summed over the network's stages."""
+"""Training losses: ``LossParts`` (the total and its named parts per stage), and the bottom-up loss
+(masked MSE on heatmaps and PAFs, summed over the network's stages)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from posekit.schema import KeypointSchema
+from posekit.codecs.paf import PafCodec
 
 
 @dataclass(frozen=True)
 class LossParts:
-    """The total loss and its parts (detached floats, for logging)."""
+    """The total loss and its named parts (detached floats, for logging).
+
+    Attributes:
+        total: the scalar to minimise (stage weights applied).
+        parts: part name (an output of the codec layout, e.g. ``"heatmaps"``) -> its value per
+            network stage, first stage first, unweighted.
+    """
 
     total: torch.Tensor
-    heatmaps: tuple[float, ...]  # per stage
-    pafs: tuple[float, ...]  # per stage
+    parts: Mapping[str, tuple[float, ...]]
 
 
 class BottomUpLoss(torch.nn.Module):
@@ -28,16 +34,15 @@ class BottomUpLoss(torch.nn.Module):
     small, sparse targets from vanishing), then by 2.
 
     Args:
-        schema: gives K, L and the per-keypoint weights.
+        codec: the PAF codec (its schema's ``joint_weights`` weigh the keypoint channels).
         stage_weights: one weight per network stage (default 1 each).
     """
 
-    def __init__(self, schema: KeypointSchema, stage_weights: Sequence[float] | None = None):
+    def __init__(self, codec: PafCodec, stage_weights: Sequence[float] | None = None):
         super().__init__()
-        weights = list(schema.joint_weights) + [1.0]
+        background = codec.num_heatmaps - codec.schema.num_keypoints
+        weights = list(codec.schema.joint_weights) + [1.0] * background
         self.register_buffer("channel_weights", torch.tensor(weights).view(1, -1, 1, 1))
-        self.num_heatmaps = schema.num_keypoints + 1
-        self.num_pafs = 2 * schema.num_limbs
         self.stage_weights = None if stage_weights is None else tuple(stage_weights)
 
     def forward(
@@ -72,4 +77,4 @@ class BottomUpLoss(torch.nn.Module):
             total = total + w * (loss_h + loss_p)
             parts_h.append(float(loss_h.detach()))
             parts_p.append(float(loss_p.detach()))
-        return LossParts(total, tuple(parts_h), tuple(parts_p))
+        return LossParts(total, {"heatmaps": tuple(parts_h), "pafs": tuple(parts_p)})

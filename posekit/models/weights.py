@@ -5,7 +5,7 @@
   else ``~/.cache/posekit``) and verifies the sha256.
 - ``load_checkpoint_into`` reads a checkpoint with ``torch.load(weights_only=True)`` and loads it
   with a key/shape check whose errors say what does not fit (e.g. a checkpoint made for another
-  schema: head channels vs the schema's K+1 / 2L; another number of refinement stages).
+  schema: head channels vs the codec layout's; another number of refinement stages).
 
 Accepted checkpoint layouts: the published Lightweight OpenPose training checkpoint
 (``{'state_dict': ..., 'optimizer': ..., 'scheduler': ..., 'iter': ..., 'current_epoch': ...}``),
@@ -302,15 +302,19 @@ def _explain(
     schema = getattr(model, "schema", None)
     owner = f"the schema {schema.name!r}" if schema is not None else "the model"
     heads = {name: m for name, m in model.named_modules() if isinstance(m, OutputConv)}
-    for kind, label, formula in (("heatmaps", "heatmap", "K+1"), ("pafs", "PAF", "2L")):
-        keys = {f"{n}.{p}" for n, m in heads.items() if m.kind == kind for p in ("weight", "bias")}
+    for output in getattr(model, "layout", ()):
+        keys = {
+            f"{n}.{p}"
+            for n, m in heads.items()
+            if m.kind == output.name
+            for p in ("weight", "bias")
+        }
         bad = keys.intersection(mismatched)
         if bad:
             found = sorted({int(state[k].shape[0]) for k in bad if state[k].dim() > 0})
-            need = next(m.out_channels for m in heads.values() if m.kind == kind)
             reasons.append(
-                f"{label} head has {'/'.join(map(str, found))} channels in the checkpoint, "
-                f"{owner} needs {formula}={need}"
+                f"{output.label} head has {'/'.join(map(str, found))} channels in the checkpoint, "
+                f"{owner} needs {output.formula}={output.channels}"
             )
             explained |= bad
     heads_differ = bool(explained)
@@ -399,7 +403,7 @@ def load_checkpoint_into(
 
     Raises:
         CheckpointError: unreadable file, or (strict) a checkpoint that does not fit, with the
-            reason (head channels vs the schema's K+1 / 2L, number of refinement stages, keys).
+            reason (head channels vs the codec layout's, number of refinement stages, keys).
     """
     obj, where = _read(source)
     if strict:

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from posekit.codecs.base import OutputLayout, OutputSpec
 from posekit.models.backbones import (
     MobileNetV1Trunk,
     VGG19Trunk,
@@ -157,8 +158,11 @@ def test_initialisation():
     with torch.no_grad():
         heatmaps, pafs = model(torch.rand(1, 3, 64, 64) - 0.5)[-1]
     assert heatmaps.abs().max() < 1.0 and pafs.abs().max() < 1.0
-    with pytest.raises(ValueError, match="kind must be"):
-        OutputConv(8, 4, kind="limbs")
+    with pytest.raises(ValueError, match="kind must name an output"):
+        OutputConv(8, 4, kind="")
+    other = OutputLayout((OutputSpec("heatmaps", 18, "heatmap", "K+1"),))
+    with pytest.raises(ValueError, match=r"a PAF network makes \(heatmaps, pafs\)"):
+        LightweightOpenPose(KeypointSchema.named("coco_person"), layout=other)
 
 
 def test_trunks_reach_stride_8():

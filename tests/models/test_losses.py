@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from posekit.codecs.paf import PafCodec
 from posekit.models.losses import BottomUpLoss
 from posekit.schema import KeypointSchema
 
@@ -29,7 +30,7 @@ def test_matches_the_formula_and_ignores_masked_pixels():
     )
     hm, pf, mask = _data(schema)
     outputs = [_data(schema, seed=1)[:2], _data(schema, seed=2)[:2]]
-    loss = BottomUpLoss(schema, stage_weights=[0.5, 1.0])(outputs, hm, pf, mask)
+    loss = BottomUpLoss(PafCodec(schema), stage_weights=[0.5, 1.0])(outputs, hm, pf, mask)
     cw = torch.tensor([1.0, 2.0, 0.5, 1.0]).view(1, -1, 1, 1)
     expected = 0.0
     for sw, (oh, op) in zip([0.5, 1.0], outputs, strict=True):
@@ -40,11 +41,13 @@ def test_matches_the_formula_and_ignores_masked_pixels():
             / 2
         )
     torch.testing.assert_close(loss.total, expected)
-    assert len(loss.heatmaps) == 2 and loss.pafs[0] > 0
+    assert len(loss.parts["heatmaps"]) == 2 and loss.parts["pafs"][0] > 0
     # changing predictions under the mask's zeros does not change the loss
     oh, op = outputs[1]
     oh2 = oh + (1 - mask[:, None]) * 100
-    again = BottomUpLoss(schema, stage_weights=[0.5, 1.0])([outputs[0], (oh2, op)], hm, pf, mask)
+    again = BottomUpLoss(PafCodec(schema), stage_weights=[0.5, 1.0])(
+        [outputs[0], (oh2, op)], hm, pf, mask
+    )
     torch.testing.assert_close(again.total, loss.total)
 
 
@@ -52,9 +55,9 @@ def test_perfect_prediction_is_zero_and_gradients_flow():
     schema = KeypointSchema.named("coco_person_neck")
     hm, pf, mask = _data(schema)
     pred_h = hm.clone().requires_grad_(True)
-    loss = BottomUpLoss(schema)([(pred_h, pf.clone())], hm, pf, mask)
+    loss = BottomUpLoss(PafCodec(schema))([(pred_h, pf.clone())], hm, pf, mask)
     assert float(loss.total.detach()) == 0.0
-    BottomUpLoss(schema)([(pred_h + 1, pf)], hm, pf, mask).total.backward()
+    BottomUpLoss(PafCodec(schema))([(pred_h + 1, pf)], hm, pf, mask).total.backward()
     assert pred_h.grad is not None and pred_h.grad.abs().sum() > 0
 
 
@@ -62,6 +65,6 @@ def test_shape_and_stage_count_errors():
     schema = KeypointSchema.named("coco_person")
     hm, pf, mask = _data(schema)
     with pytest.raises(ValueError, match="do not match the targets"):
-        BottomUpLoss(schema)([(hm[:, :-1], pf)], hm, pf, mask)
+        BottomUpLoss(PafCodec(schema))([(hm[:, :-1], pf)], hm, pf, mask)
     with pytest.raises(ValueError, match="stage_loss_weights has 2 values"):
-        BottomUpLoss(schema, [1.0, 1.0])([(hm, pf)], hm, pf, mask)
+        BottomUpLoss(PafCodec(schema), [1.0, 1.0])([(hm, pf)], hm, pf, mask)
