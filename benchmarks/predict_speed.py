@@ -176,7 +176,7 @@ class Posekit:
 
     def gt_maps(self, kpts_img: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, ...]:
         """The codec's targets of ``kpts_img`` in the Predictor's input frame (image (W, H))."""
-        geo = self.predictor.geometry(size)
+        geo = self.predictor.placement(size)
         return _encode(self.predictor.codec, kpts_img, geo.matrix, geo.padded)
 
     def run(self, path: str, gt_maps: tuple | None, times: dict) -> int:
@@ -193,7 +193,7 @@ class Posekit:
 
     def predict(self, image: np.ndarray, gt_maps: tuple | None) -> tuple[list[Pose], tuple]:
         p = self.predictor
-        geo = p.geometry((image.shape[1], image.shape[0]))
+        geo = p.placement((image.shape[1], image.shape[0]))
         x = p.prepare([image], geo)
         t2 = time.perf_counter()
         heatmaps, pafs = p.forward(x)
@@ -256,7 +256,7 @@ def forward_table(model: torch.nn.Module, predictor: Predictor, args: argparse.N
     w = math.ceil(round(640 * args.height / 480) / 8) * 8
     x = torch.from_numpy(np.random.default_rng(0).uniform(-0.5, 0.5, (1, 3, args.height, w)))
     x = x.float()
-    cl_model = predictor.model  # BatchNorm folded, channels-last
+    cl_model = predictor.runtime.model  # BatchNorm folded, channels-last
     plain_cl = build_model("lwop_mobilenet", "openpose18", num_refinement_stages=1).eval()
     plain_cl.load_state_dict(model.state_dict())
     plain_cl = plain_cl.to(memory_format=torch.channels_last)
@@ -289,7 +289,7 @@ def _posekit_forward_ms(args: argparse.Namespace) -> float:
     model = build_model("lwop_mobilenet", "openpose18", num_refinement_stages=1)
     predictor = Predictor(model, model.schema, input_height=args.height)
     image = np.zeros((480, 640, 3), np.uint8)
-    x = predictor.prepare([image], predictor.geometry((640, 480)))
+    x = predictor.prepare([image], predictor.placement((640, 480)))
     times = []
     for _ in range(11):
         start = time.perf_counter()

@@ -17,9 +17,10 @@ from torch import nn
 from posekit import ConfigError, KeypointSchema, SchemaError
 from posekit.codecs.paf import PafCodec
 from posekit.data.coco import CocoKeypointDataset
-from posekit.data.transforms import normalize_image, transform_points
+from posekit.geometry import transform_points
 from posekit.engine.evaluate import evaluate_coco
 from posekit.inference import Predictor
+from posekit.structures import InputSpec
 from tests.checkpoint_files import noisy_lwop
 
 SCHEMA = KeypointSchema.named("coco_person")
@@ -60,7 +61,7 @@ class TargetsModel(nn.Module):
         assert self.predictor is not None
         self.inputs.append(x)
         b, _, h, w = x.shape
-        geos = [self.predictor.geometry(self.image_size, s) for s in self.predictor.scales]
+        geos = [self.predictor.placement(self.image_size, s) for s in self.predictor.scales]
         geo = next((g for g in geos if g.padded == (w, h)), None)
         kpts_in = self.kpts_img.copy()
         if geo is None:  # an image of another size: no one in it
@@ -80,7 +81,7 @@ def _predictor(image_size: tuple[int, int], **kwargs) -> tuple[Predictor, np.nda
     kpts = _people(*image_size)
     model = TargetsModel(kpts, image_size)
     predictor = Predictor(model, SCHEMA, input_height=HEIGHT, **kwargs)
-    predictor.model.predictor = predictor  # the Predictor runs a copy of the model
+    predictor.runtime.model.predictor = predictor  # the Predictor runs a copy of the model
     return predictor, kpts
 
 
@@ -111,14 +112,14 @@ def test_poses_come_back_in_image_pixels(image_size, scales, flip, cells):
 def test_maps_frame_is_the_largest_scale():
     predictor, _ = _predictor((301, 203), scales=(0.5, 1.5))
     maps = predictor.maps(np.zeros((203, 301, 3), np.uint8))
-    geo = predictor.geometry((301, 203), 1.5)
+    geo = predictor.placement((301, 203), 1.5)
     assert maps.heatmaps.shape == (SCHEMA.num_keypoints + 1, geo.padded[1] // 8, geo.padded[0] // 8)
     assert maps.pafs.shape == (2 * SCHEMA.num_limbs, *maps.heatmaps.shape[1:])
 
 
 def test_predict_batch_shares_forward_passes_and_matches_predict():
     predictor, kpts = _predictor((301, 203), flip=True)
-    model = predictor.model
+    model = predictor.runtime.model
     images = [np.full((203, 301, 3), v, np.uint8) for v in (0, 50, 100)]
     batch = predictor.predict_batch(images + [np.zeros((100, 80, 3), np.uint8)])
     assert [tuple(x.shape) for x in model.inputs] == [(6, 3, 192, 288), (2, 3, 192, 160)]
@@ -131,9 +132,9 @@ def test_predict_batch_shares_forward_passes_and_matches_predict():
     )
 
 
-def test_geometry_keeps_aspect_and_pads_to_the_stride():
+def test_placement_keeps_aspect_and_pads_to_the_stride():
     predictor, _ = _predictor((301, 203))
-    geo = predictor.geometry((301, 203), 0.5)
+    geo = predictor.placement((301, 203), 0.5)
     assert geo.resized == (142, 96) and geo.padded == (144, 96)  # 301 * 96 / 203 = 142.3
     corners = np.array([[-0.5, -0.5], [300.5, 202.5]])  # image borders (pixel centers at integers)
     assert np.allclose(transform_points(corners, geo.matrix), [[-0.5, -0.5], [141.5, 95.5]])
@@ -144,11 +145,11 @@ def test_input_is_the_normalized_resized_image_zero_padded(channels_last):
     predictor, _ = _predictor((301, 203), channels_last=channels_last, flip=True)
     image = np.random.default_rng(0).integers(0, 256, (203, 301, 3), dtype=np.uint8)
     predictor.predict(image)
-    x = predictor.model.inputs[0]
+    x = predictor.runtime.model.inputs[0]
     assert x.is_contiguous(memory_format=torch.channels_last) == channels_last
     resized = cv2.resize(image, (285, 192), interpolation=cv2.INTER_AREA)
     expected = np.zeros((3, 192, 288), np.float32)
-    expected[:, :, :285] = normalize_image(resized)
+    expected[:, :, :285] = InputSpec().normalize(resized)
     assert np.array_equal(x[0].numpy(), expected)
     assert np.array_equal(x[1].numpy(), expected[:, :, ::-1])
 
@@ -198,13 +199,13 @@ def test_folded_channels_last_copy_computes_the_same_maps():
     image = np.random.default_rng(0).integers(0, 256, (100, 150, 3), dtype=np.uint8)
     plain = Predictor(model, SCHEMA, input_height=64, channels_last=False, fold_batchnorm=False)
     fast = Predictor(model, SCHEMA, input_height=64)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.model.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.runtime.model.modules())
     expected, got = plain.maps(image), fast.maps(image)
     scale = np.abs(expected.pafs).max()
     assert np.allclose(got.heatmaps, expected.heatmaps, atol=1e-4 * scale)
     assert np.allclose(got.pafs, expected.pafs, atol=1e-4 * scale)
     # the model given is not touched by the fast Predictor (the plain one set eval mode)
-    assert plain.model is model and fast.model is not model
+    assert plain.runtime.model is model and fast.runtime.model is not model
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert model.model[0][0].weight.is_contiguous()
 
@@ -218,10 +219,10 @@ def test_a_perfect_network_scores_the_codec_ceiling_on_real_photos(coco_val, hei
     records = CocoKeypointDataset(ann, root, schema=SCHEMA).records
     model = TargetsModel(np.zeros((0, SCHEMA.num_keypoints, 3)), (1, 1))
     predictor = Predictor(model, SCHEMA, input_height=height, flip=flip)
-    predictor.model.predictor = predictor
+    predictor.runtime.model.predictor = predictor
     poses = {}
     for rec in records:
-        predictor.model.kpts_img, predictor.model.image_size = (
+        predictor.runtime.model.kpts_img, predictor.runtime.model.image_size = (
             rec.keypoints,
             (rec.width, rec.height),
         )

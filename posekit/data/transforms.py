@@ -299,15 +299,3 @@ class FitToInput:
         h, w = image_bgr.shape[:2]
         matrix = fit_matrix((w, h), self.config.input_size)
         return warp_sample(image_bgr, keypoints, ignore_mask, matrix, self.config)
-
-
-# Network input convention of (Lightweight) OpenPose, kept for every posekit bottom-up model so the
-# published weights and our own checkpoints take the same input: BGR, (pixel - 128) / 256.
-PIXEL_MEAN = 128.0
-PIXEL_SCALE = 1.0 / 256.0
-
-
-def normalize_image(image_bgr: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 BGR -> (3, H, W) float32 ``(pixel - 128) / 256`` (padding value 0 = gray)."""
-    out = (image_bgr.astype(np.float32) - PIXEL_MEAN) * PIXEL_SCALE
-    return np.ascontiguousarray(out.transpose(2, 0, 1))

@@ -20,8 +20,8 @@ from torch.utils.data import Dataset, Sampler
 
 from posekit.codecs.paf import PafCodec
 from posekit.data.coco import CocoKeypointDataset
-from posekit.data.transforms import normalize_image
 from posekit.errors import DatasetError
+from posekit.structures import InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class TargetDataset(Dataset):
             return None
         targets = self.codec.encode(sample.keypoints, self.input_size, sample.ignore_mask)
         return TrainItem(
-            torch.from_numpy(normalize_image(sample.image)),
+            torch.from_numpy(InputSpec().normalize(sample.image)),
             torch.from_numpy(targets.heatmaps),
             torch.from_numpy(targets.pafs),
             torch.from_numpy(targets.mask),
