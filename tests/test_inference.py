@@ -17,8 +17,8 @@ from torch import nn
 from posekit import ConfigError, KeypointSchema, SchemaError
 from posekit.codecs.paf import PafCodec
 from posekit.data.coco import CocoKeypointDataset
-from posekit.geometry import transform_points
 from posekit.engine.evaluate import evaluate_coco
+from posekit.geometry import transform_points
 from posekit.inference import Predictor
 from posekit.structures import InputSpec
 from tests.checkpoint_files import noisy_lwop

@@ -51,4 +51,3 @@ def image_batch(
     if flip:
         buf[n:] = buf[:n, :, ::-1]
     return buf
-
