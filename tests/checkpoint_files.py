@@ -10,11 +10,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from posekit import __version__
 from posekit.codecs.paf import PafCodec
-from posekit.engine.checkpoint import FORMAT, save_checkpoint
+from posekit.engine.checkpoint import save_checkpoint
 from posekit.models.bottomup import LightweightOpenPose
+from posekit.models.record import ModelRecord
 from posekit.schema import KeypointSchema
+from posekit.structures import InputSpec
 from tests.models.test_zoo import _official_state, _training_checkpoint
 
 
@@ -37,19 +38,11 @@ def noisy_lwop(schema: KeypointSchema | str, seed: int = 0) -> LightweightOpenPo
 def write_posekit_checkpoint(path: Path, model: LightweightOpenPose, input_height: int) -> Path:
     """A posekit checkpoint of ``model`` with the record ``engine.trainer`` writes."""
     codec = PafCodec(model.schema)
-    return save_checkpoint(
-        {
-            "format": FORMAT,
-            "version": __version__,
-            "model_name": "lwop_mobilenet",
-            "num_refinement_stages": model.num_refinement_stages,
-            "schema": model.schema.to_dict(),
-            "codec": codec.to_dict(),
-            "input_size": [input_height, input_height],
-            "model": model.state_dict(),
-        },
-        path,
-    )
+    record = ModelRecord(
+        "bottomup", "lwop_mobilenet", model.schema, codec, InputSpec(height=input_height),
+        model.options,
+    )  # fmt: skip
+    return save_checkpoint({**record.to_dict(), "model": model.state_dict()}, path)
 
 
 def write_official_checkpoint(path: Path, *, heads: tuple[int, int] | None = None) -> Path:

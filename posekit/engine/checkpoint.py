@@ -1,21 +1,14 @@
-"""Checkpoints: atomic writes, ``weights_only`` reads, RNG state capture for exact resumption.
+"""Training checkpoints: atomic writes and RNG state capture for exact resumption.
 
-A posekit checkpoint is a plain dict (never a pickled module), so ``torch.load(weights_only=True)``
-reads it and it describes itself:
-
-- ``format``: ``"posekit-checkpoint"``, ``version``: the posekit version that wrote it;
-- ``model_name``, ``schema`` (``KeypointSchema.to_dict()``), ``codec`` (codec parameters), ``config``
-  (the resolved config as plain data);
-- ``model`` (state_dict) and, for resuming, ``optimizer``, ``scheduler``, ``scaler``, ``epoch``,
-  ``iteration``, ``rng`` (Python, NumPy and torch generator states), ``metrics``.
+What a checkpoint holds and how it is read (``torch.load(weights_only=True)``):
+``models.record``. This module writes it (temp file, fsync, rename) and captures / restores the
+Python, NumPy and torch generator states that make a resumed run exact.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import random
-import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,10 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from posekit.errors import CheckpointError
-
-FORMAT = "posekit-checkpoint"
 
 
 def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
@@ -52,39 +41,6 @@ def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
     finally:
         os.close(dir_fd)
     return path
-
-
-def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint with ``torch.load(weights_only=True)``; CheckpointError names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # a damaged file fails in many ways (EOFError, struct.error, ...)
-        raise _read_error(path, exc) from exc
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"checkpoint {path}: expected a dict, got {type(state).__name__}")
-    return dict(state)
-
-
-def _read_error(path: Path, exc: BaseException) -> CheckpointError:
-    """A CheckpointError naming the file for an exception of ``torch.load``."""
-    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-    if refused:
-        return CheckpointError(
-            f"checkpoint {path} holds a pickled object ({refused.group(1)}) that "
-            f"torch.load(weights_only=True) refuses: a pickled module or class (posekit reads "
-            f"only tensors and plain data), or a damaged file"
-        )
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, pickle.UnpicklingError):
-        first_line = "invalid pickle data"
-    return CheckpointError(
-        f"cannot read checkpoint {path} (truncated, corrupt or not a torch file): {first_line}"
-    )
 
 
 def rng_state() -> dict[str, Any]:

@@ -29,17 +29,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from posekit import __version__
 from posekit.codecs.paf import PafCodec
 from posekit.config import Config, config_to_dict, save_config
 from posekit.data.coco import CocoKeypointDataset
 from posekit.data.transforms import RandomAffine
-from posekit.engine.checkpoint import (
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from posekit.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
 from posekit.engine.data import EpochSampler, TargetDataset, collate
 from posekit.engine.distributed import init_distributed
 from posekit.engine.evaluate import evaluate_coco
@@ -47,12 +41,12 @@ from posekit.engine.schedule import LrSchedule
 from posekit.errors import CheckpointError, ConfigError, TrainingError
 from posekit.inference import Predictor
 from posekit.models.losses import BottomUpLoss
+from posekit.models.record import FORMAT, ModelRecord, load_checkpoint
 from posekit.models.zoo import build_model, load_weights
 from posekit.schema import KeypointSchema
+from posekit.structures import InputSpec
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "posekit-checkpoint"
 
 
 @dataclass(frozen=True)
@@ -221,7 +215,7 @@ class Trainer:
             logger.info("no checkpoint in %s: starting a new run", self.run_dir)
             return
         state = load_checkpoint(path)
-        if state.get("format") != CHECKPOINT_FORMAT:
+        if state.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not a posekit training checkpoint")
         if KeypointSchema.from_dict(state["schema"]) != self.schema:
             raise CheckpointError(
@@ -249,13 +243,14 @@ class Trainer:
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything needed to describe the model and to resume this run."""
         return {
-            "format": CHECKPOINT_FORMAT,
-            "version": __version__,
-            "model_name": self.config.model.name,
-            "num_refinement_stages": self.model.num_refinement_stages,
-            "schema": self.schema.to_dict(),
-            "codec": self.codec.to_dict(),
-            "input_size": list(self.input_size),
+            **ModelRecord(
+                self.codec.family,
+                self.config.model.name,
+                self.schema,
+                self.codec,
+                InputSpec(size_divisor=self.codec.stride, height=self.input_size[1]),
+                self.model.options,
+            ).to_dict(),
             "config": config_to_dict(self.config),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),

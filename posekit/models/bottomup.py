@@ -250,6 +250,11 @@ class LightweightOpenPose(nn.Module):
         return len(self.refinement_stages)
 
     @property
+    def options(self) -> dict[str, int]:
+        """The builder options that rebuild this network (``zoo.build_model(name, **options)``)."""
+        return {"num_refinement_stages": self.num_refinement_stages}
+
+    @property
     def backbone(self) -> nn.Module:
         """The MobileNetV1 trunk (``self.model``, named so to match the published keys)."""
         return self.model
@@ -369,6 +374,11 @@ class OpenPoseVGG19(nn.Module):
         """Number of refinement stages (``len(forward(x)) - 1``)."""
         return len(self.refinement_stages)
 
+    @property
+    def options(self) -> dict[str, int]:
+        """The builder options that rebuild this network (``zoo.build_model(name, **options)``)."""
+        return {"num_refinement_stages": self.num_refinement_stages}
+
     def forward(self, x: torch.Tensor) -> StageOutputs:
         """``x (B, 3, H, W)`` -> list of ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``."""
         _check_input(x)
@@ -450,6 +460,7 @@ class PafTiny(nn.Module):
         self.stride = STRIDE
         self.layout = _checked_layout(schema, layout)
         self.num_heatmaps, self.num_pafs = self.layout.channels
+        self.width = width
         self.backbone = ResidualTrunk(width)
         channels = self.backbone.out_channels
         self.initial_stage = TinyPafStage(channels, channels, self.num_heatmaps, self.num_pafs)
@@ -467,6 +478,11 @@ class PafTiny(nn.Module):
     def num_refinement_stages(self) -> int:
         """Number of refinement stages (``len(forward(x)) - 1``)."""
         return len(self.refinement_stages)
+
+    @property
+    def options(self) -> dict[str, int]:
+        """The builder options that rebuild this network (``zoo.build_model(name, **options)``)."""
+        return {"num_refinement_stages": self.num_refinement_stages, "width": self.width}
 
     def forward(self, x: torch.Tensor) -> StageOutputs:
         """``x (B, 3, H, W)`` -> list of ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``."""

@@ -1,10 +1,10 @@
-"""Ready-to-run models: a checkpoint file or a published weights name -> (model, schema, codec).
+"""Ready-to-run models: a checkpoint file or a published weights name -> model + its record.
 
 ``load_model`` accepts
 
-- a **posekit checkpoint** (``format: "posekit-checkpoint"``, written by ``engine.trainer``): the
-  model is rebuilt from its record (``model_name``, ``schema``, ``num_refinement_stages``) and the
-  codec from its ``codec`` entry;
+- a **posekit checkpoint** (``format: "posekit-checkpoint"``, written by ``engine.trainer``, also
+  posekit 0.1's): the model is rebuilt from its record (``models.record.ModelRecord``: family,
+  model name and options, schema, codec, input spec);
 - the **official Lightweight OpenPose training checkpoint** (``{"state_dict": {"model.*", "cpm.*",
   "initial_stage.*", "refinement_stages.N.*"}, "optimizer": ...}``, or that bare state_dict): read
   as ``lwop_mobilenet`` with schema ``openpose18`` and as many refinement stages as its keys hold;
@@ -27,12 +27,16 @@ from typing import Any
 
 from torch import nn
 
-from posekit.codecs.paf import PafCodec
-from posekit.engine.checkpoint import FORMAT, load_checkpoint
-from posekit.errors import CheckpointError, ConfigError, PosekitError
+from posekit.codecs import codec_from_dict
+from posekit.codecs.base import Codec
+from posekit.errors import CheckpointError, ConfigError
+from posekit.inference import create_predictor
 from posekit.models import zoo
-from posekit.models.bottomup import STRIDE, LightweightOpenPose
+from posekit.models.bottomup import LightweightOpenPose
+from posekit.models.record import FORMAT, ModelRecord, load_checkpoint
+from posekit.models.weights import WeightsInfo
 from posekit.schema import KeypointSchema
+from posekit.structures import InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -40,29 +44,52 @@ __all__ = ["DEFAULT_HEIGHT", "LoadedModel", "load_model"]
 
 _LWOP_PREFIXES = ("model.", "cpm.", "initial_stage.")
 _LWOP_WEIGHTS = "lwop_mobilenet_coco"  # the published weights whose layout the official file has
-_POSEKIT_KEYS = ("model_name", "schema", "codec", "model")
-DEFAULT_HEIGHT = 256
+DEFAULT_HEIGHT = InputSpec().height
 """Input height when nothing better is known (the Lightweight OpenPose demo's)."""
 
 
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
-    """A model ready for ``inference.Predictor``.
+    """A model ready for inference.
 
     Attributes:
         model: the network in eval mode, on the CPU.
-        schema: its keypoint schema (output channel layout).
-        codec: the ``PafCodec`` it was trained with (stride, target parameters).
-        input_height: the input height its authors / training used (a good default for
-            ``Predictor(input_height=...)``).
+        record: what it is (family, model name and options, schema, codec, input spec).
         source: where it came from (file path or weights name), for messages.
     """
 
     model: nn.Module
-    schema: KeypointSchema
-    codec: PafCodec
-    input_height: int
+    record: ModelRecord
     source: str
+
+    @property
+    def schema(self) -> KeypointSchema:
+        """Its keypoint schema."""
+        return self.record.schema
+
+    @property
+    def codec(self) -> Codec:
+        """The codec it was trained with (output layout, frames, decoding)."""
+        return self.record.codec
+
+    @property
+    def family(self) -> str:
+        """``"bottomup"`` or ``"topdown"``."""
+        return self.record.family
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """Its preprocessing."""
+        return self.record.input_spec
+
+    @property
+    def input_height(self) -> int:
+        """The input height its authors / training used (the predictor's default)."""
+        return self.record.input_spec.height
+
+    def predictor(self, **options: Any) -> Any:
+        """The predictor of its family (``inference.create_predictor``), e.g. ``flip=True``."""
+        return create_predictor(self.model, self.codec, self.input_spec, **options)
 
 
 def load_model(
@@ -119,24 +146,25 @@ def _from_file(path: Path) -> LoadedModel:
 
 
 def _from_posekit(path: Path, obj: Mapping[str, Any]) -> LoadedModel:
-    missing = [k for k in _POSEKIT_KEYS if k not in obj]
-    if missing:
-        raise CheckpointError(f"posekit checkpoint {path} lacks the entries {missing}")
+    record = ModelRecord.from_checkpoint(obj, str(path))
     try:
-        schema = KeypointSchema.from_dict(obj["schema"], where=f"checkpoint {path}")
-        codec = PafCodec.from_dict(schema, obj["codec"])
-        model = zoo.build_model(
-            str(obj["model_name"]),
-            schema,
-            num_refinement_stages=obj.get("num_refinement_stages"),
-        )
-    except CheckpointError:
-        raise
-    except (PosekitError, KeyError, TypeError, ValueError) as exc:
+        model = zoo.build_model(record.model_name, codec=record.codec, **dict(record.model_options))
+    except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path}: invalid model record: {exc}") from None
     zoo.load_weights(model, path)  # checks the schema record, every key and shape
-    height = int(obj["input_size"][1]) if obj.get("input_size") else DEFAULT_HEIGHT
-    return LoadedModel(model.eval(), schema, codec, height, str(path))
+    return LoadedModel(model.eval(), record, str(path))
+
+
+def _published_record(info: WeightsInfo, model: nn.Module) -> ModelRecord:
+    entry = zoo.MODELS[info.model]
+    return ModelRecord(
+        family=entry.family,
+        model_name=info.model,
+        schema=info.schema,
+        codec=codec_from_dict(info.schema, info.codec),
+        input_spec=info.input,
+        model_options=getattr(model, "options", {}),
+    )
 
 
 def _from_official(path: Path, state: Mapping[str, Any]) -> LoadedModel:
@@ -144,8 +172,7 @@ def _from_official(path: Path, state: Mapping[str, Any]) -> LoadedModel:
     stages = {int(m.group(1)) for k in state if (m := re.match(r"refinement_stages\.(\d+)\.", k))}
     model = LightweightOpenPose(info.schema, num_refinement_stages=max(stages, default=-1) + 1)
     zoo.load_lwop_checkpoint(path, model)
-    codec = PafCodec(info.schema, stride=info.input.stride)
-    return LoadedModel(model.eval(), info.schema, codec, info.input.height, str(path))
+    return LoadedModel(model.eval(), _published_record(info, model), str(path))
 
 
 # ---------------------------------------------------------------------- published names
@@ -174,14 +201,15 @@ def _from_name(
                 f"random weights"
             )
         model = zoo.from_pretrained(info, cache_dir=cache_dir, progress=progress)
-        codec = PafCodec(model.schema, stride=info.input.stride)
-        return LoadedModel(model.eval(), model.schema, codec, info.input.height, info.name)
+        return LoadedModel(model.eval(), _published_record(info, model), info.name)
     model_name = info.model if info is not None else name
+    entry = zoo.MODELS[model_name]
     if schema is None:
         schema = info.schema if info is not None else "coco_person"
-    stages = info.num_refinement_stages if info is not None else None
-    model = zoo.build_model(model_name, schema, num_refinement_stages=stages)
-    height = info.input.height if info is not None else DEFAULT_HEIGHT
-    codec = PafCodec(model.schema, stride=int(getattr(model, "stride", STRIDE)))
-    logger.info("built %s with random weights (schema %s)", model_name, model.schema.name)
-    return LoadedModel(model.eval(), model.schema, codec, height, f"{model_name} (random weights)")
+    codec = zoo.default_codec(model_name, schema)
+    options = dict(info.model_options) if info is not None else {}
+    model = zoo.build_model(model_name, codec=codec, **options)
+    spec = info.input if info is not None else entry.input
+    record = ModelRecord(entry.family, model_name, codec.schema, codec, spec, model.options)
+    logger.info("built %s with random weights (schema %s)", model_name, codec.schema.name)
+    return LoadedModel(model.eval(), record, f"{model_name} (random weights)")

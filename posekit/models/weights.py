@@ -31,17 +31,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from posekit.engine.checkpoint import load_checkpoint
 from posekit.errors import CheckpointError, WeightsDownloadError
 from posekit.models.bottomup import OutputConv
+from posekit.models.record import load_checkpoint
 from posekit.schema import KeypointSchema
+from posekit.structures import InputSpec
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CACHE_ENV",
     "CheckpointError",
-    "InputSpec",
     "LoadResult",
     "WeightsDownloadError",
     "WeightsInfo",
@@ -63,26 +63,6 @@ _CHUNK = 1 << 20  # bytes read per step when downloading / hashing
 
 
 @dataclass(frozen=True)
-class InputSpec:
-    """How an image becomes network input for a set of weights.
-
-    ``input = (pixel - mean) * scale`` per channel, channels in ``color_order``; the resized image is
-    padded to a multiple of ``stride`` with ``pad_value`` in *normalized* units (0.0 = pixel 128).
-    ``height``: input height used by the authors' demo (image resized to it, aspect ratio kept);
-    ``eval_height``: the height of the reported evaluation. (The authors' code also pads the
-    width up to at least the height.)
-    """
-
-    color_order: str
-    mean: float
-    scale: float
-    pad_value: float
-    stride: int
-    height: int
-    eval_height: int
-
-
-@dataclass(frozen=True)
 class WeightsInfo:
     """A published set of weights, described well enough to check it against the model.
 
@@ -94,10 +74,12 @@ class WeightsInfo:
             digest it found instead of verifying it).
         file_name: name of the file in the cache directory.
         schema_name: built-in schema (``KeypointSchema.named``) giving the channel layout.
-        num_refinement_stages: refinement stages of the trained network.
+        model_options: the model builder's keyword arguments of the trained network
+            (``{"num_refinement_stages": 1}``).
         num_values: number of floating-point values in the state_dict (parameters and BN
             running statistics; the int64 ``num_batches_tracked`` counters are not counted).
-        input: preprocessing the weights expect.
+        input: preprocessing the weights expect (``structures.InputSpec``).
+        codec: the codec record the weights were trained with (``Codec.to_dict()``).
         reported_ap: COCO keypoint AP reported by the authors, in [0, 1].
         reported_on: where and how ``reported_ap`` was measured.
         source: where the weights come from; license: their license.
@@ -109,9 +91,10 @@ class WeightsInfo:
     sha256: str | None
     file_name: str
     schema_name: str
-    num_refinement_stages: int
+    model_options: Mapping[str, Any]
     num_values: int
     input: InputSpec
+    codec: Mapping[str, Any]
     reported_ap: float
     reported_on: str
     source: str

@@ -1,9 +1,11 @@
-"""Named models and their published weights: the one table of bottom-up models.
+"""Named models, their codec, input spec and published weights: the one table of models.
 
-- ``MODELS``: model name -> ``ModelEntry`` (keyword-only builder, published weights);
-  ``WEIGHTS``: weights name -> ``WeightsInfo``. Both refuse duplicate names.
-- ``build_model(name, schema, ...)`` builds by name, optionally with weights;
-  ``from_pretrained(weights)`` builds the model a set of published weights was trained as.
+- ``MODELS``: model name -> ``ModelEntry`` (keyword-only builder, family, default codec and input
+  spec, published weights); ``WEIGHTS``: weights name -> ``WeightsInfo``. Both refuse duplicate
+  names; a new model is its module plus one entry here.
+- ``build_model(name, schema, codec=..., **options)`` builds by name (heads sized from the codec's
+  layout), optionally with weights; ``from_pretrained(weights)`` builds the model a set of
+  published weights was trained as.
 - ``load_weights`` loads published weights (downloaded once into the cache, sha256 verified) or a
   checkpoint file; ``load_lwop_checkpoint`` loads the published Lightweight OpenPose training
   checkpoint format. Download, cache and checked loading live in ``models.weights``.
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,11 +23,12 @@ from typing import Any
 
 from torch import nn
 
+from posekit.codecs import build_codec
+from posekit.codecs.base import Codec, OutputLayout
 from posekit.errors import ConfigError
 from posekit.models.bottomup import LightweightOpenPose, OpenPoseVGG19, PafTiny
 from posekit.models.weights import (
     CheckpointError,
-    InputSpec,
     LoadResult,
     WeightsDownloadError,
     WeightsInfo,
@@ -33,6 +37,7 @@ from posekit.models.weights import (
     same_channel_layout,
 )
 from posekit.schema import KeypointSchema
+from posekit.structures import InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +45,12 @@ __all__ = [
     "MODELS",
     "WEIGHTS",
     "CheckpointError",
-    "InputSpec",
     "LoadResult",
     "ModelEntry",
     "WeightsDownloadError",
     "WeightsInfo",
     "build_model",
+    "default_codec",
     "download_weights",
     "from_pretrained",
     "load_lwop_checkpoint",
@@ -58,12 +63,26 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One named model: its builder (keyword-only, torchvision style) and published weights."""
+    """One named model.
+
+    Attributes:
+        name: key of ``MODELS``.
+        builder: keyword-only (torchvision style): ``schema``, ``layout`` (the codec's),
+            ``weights``, ``cache_dir``, ``progress`` and the model's own options.
+        weights: published weights of the model.
+        description: one line for listings.
+        family: ``"bottomup"`` or ``"topdown"``.
+        codec: name of the codec it is trained with by default (``codecs.CODECS``).
+        input: its default preprocessing.
+    """
 
     name: str
     builder: Callable[..., nn.Module]
     weights: tuple[WeightsInfo, ...]
     description: str
+    family: str = "bottomup"
+    codec: str = "paf"
+    input: InputSpec = InputSpec()
 
 
 # ---------------------------------------------------------------- builders
@@ -72,59 +91,61 @@ class ModelEntry:
 Weights = str | Path | WeightsInfo
 """Published weights (a ``WeightsInfo`` or a ``WEIGHTS`` name) or a local checkpoint file."""
 
+_BUILDER_ARGS = ("schema", "layout", "weights", "cache_dir", "progress")
+"""The arguments every builder takes; the rest are the model's own options."""
+
 
 def lwop_mobilenet(
     *,
     schema: KeypointSchema | str | None = None,
-    num_refinement_stages: int | None = None,
+    layout: OutputLayout | None = None,
     weights: Weights | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    num_refinement_stages: int | None = None,
 ) -> LightweightOpenPose:
     """Lightweight OpenPose with a MobileNetV1 trunk (``bottomup.LightweightOpenPose``).
 
     ``weights="lwop_mobilenet_coco"`` gives the published network (schema ``openpose18``, one
     refinement stage). See ``build_model`` for the arguments.
     """
-    return _build(
-        "lwop_mobilenet",
-        LightweightOpenPose,
-        schema,
-        num_refinement_stages,
-        weights,
-        cache_dir,
-        progress,
-    )
+    options = {"num_refinement_stages": num_refinement_stages}
+    return _build("lwop_mobilenet", LightweightOpenPose, schema, layout, weights, cache_dir,
+                  progress, options)  # fmt: skip
 
 
 def openpose_vgg19(
     *,
     schema: KeypointSchema | str | None = None,
-    num_refinement_stages: int | None = None,
+    layout: OutputLayout | None = None,
     weights: Weights | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    num_refinement_stages: int | None = None,
 ) -> OpenPoseVGG19:
     """OpenPose (CMU) with a VGG19 trunk (``bottomup.OpenPoseVGG19``, 5 refinement stages by
     default). See ``build_model`` for the arguments.
     """
-    return _build(
-        "openpose_vgg19", OpenPoseVGG19, schema, num_refinement_stages, weights, cache_dir, progress
-    )
+    options = {"num_refinement_stages": num_refinement_stages}
+    return _build("openpose_vgg19", OpenPoseVGG19, schema, layout, weights, cache_dir, progress,
+                  options)  # fmt: skip
 
 
 def paf_tiny(
     *,
     schema: KeypointSchema | str | None = None,
-    num_refinement_stages: int | None = None,
+    layout: OutputLayout | None = None,
     weights: Weights | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    num_refinement_stages: int | None = None,
+    width: int | None = None,
 ) -> PafTiny:
     """A small residual PAF network trained from scratch (``bottomup.PafTiny``, no published
     weights; ``weights`` may be a checkpoint file). See ``build_model`` for the arguments.
     """
-    return _build("paf_tiny", PafTiny, schema, num_refinement_stages, weights, cache_dir, progress)
+    options = {"num_refinement_stages": num_refinement_stages, "width": width}
+    return _build("paf_tiny", PafTiny, schema, layout, weights, cache_dir, progress, options)
 
 
 _LWOP_COCO = WeightsInfo(
@@ -139,17 +160,18 @@ _LWOP_COCO = WeightsInfo(
     sha256=None,
     file_name="checkpoint_iter_370000.pth",
     schema_name="openpose18",
-    num_refinement_stages=1,
+    model_options={"num_refinement_stages": 1},
     num_values=4_108_978,  # ../shared/weights/lwop_checkpoint_keys.tsv
     input=InputSpec(
         color_order="BGR",
-        mean=128.0,
-        scale=1 / 256,
+        mean=(128.0, 128.0, 128.0),
+        std=(256.0, 256.0, 256.0),
         pad_value=0.0,
-        stride=8,
+        size_divisor=8,
         height=256,  # demo.py
         eval_height=368,  # val.py
     ),
+    codec={"name": "paf", "stride": 8, "sigma": 7.0, "paf_width": 1.0},  # train.py defaults
     reported_ap=0.40,
     reported_on="COCO val2017, single scale, no flip",
     source="https://github.com/Daniil-Osokin/lightweight-human-pose-estimation.pytorch",
@@ -217,49 +239,85 @@ def build_model(
     name: str,
     schema: KeypointSchema | str | None = None,
     *,
-    num_refinement_stages: int | None = None,
+    codec: Codec | None = None,
     pretrained: Weights | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    **options: Any,
 ) -> nn.Module:
-    """Build a zoo model by name, optionally loading weights.
+    """Build a zoo model by name, its heads sized from the codec's layout, optionally with weights.
 
     Args:
-        name: a key of ``MODELS`` (``lwop_mobilenet``, ``openpose_vgg19``).
+        name: a key of ``MODELS`` (``lwop_mobilenet``, ``openpose_vgg19``, ``paf_tiny``).
         schema: the keypoint schema, or a built-in name / YAML path; may be omitted when
             ``pretrained`` names published weights (their schema is used). With published
             weights it must give the same channel layout as theirs.
-        num_refinement_stages: default: the weights' count, else the model's default.
+        codec: the codec the model is trained with (its family must be the model's, its stride
+            the model's output stride); default: the model's codec with default parameters.
         pretrained: published weights (``WeightsInfo`` or a ``WEIGHTS`` name, downloaded to the
             cache), or a local checkpoint file.
         cache_dir, progress: see ``weights.download_weights``.
+        options: the model's own keyword arguments (PAF models: ``num_refinement_stages``;
+            default: the weights' value, else the model's default).
 
     Raises:
-        ConfigError: unknown name, or a schema / stage count that contradicts the weights.
+        ConfigError: unknown name or option, a codec of another family or stride, or a schema /
+            option that contradicts the weights.
         CheckpointError: the checkpoint cannot be read or does not fit the model.
         WeightsDownloadError: the weights are not cached and cannot be downloaded.
     """
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; available: {sorted(MODELS)}")
-    return MODELS[name].builder(
-        schema=schema,
-        num_refinement_stages=num_refinement_stages,
+    entry = MODELS[name]
+    if codec is not None and codec.family != entry.family:
+        raise ConfigError(
+            f"model {name!r} is {entry.family}; codec {codec.name!r} is {codec.family}"
+        )
+    if codec is not None and schema is not None and KeypointSchema.load(schema) != codec.schema:
+        raise ConfigError(f"codec schema '{codec.schema.name}' is not the schema given")
+    accepted = set(inspect.signature(entry.builder).parameters) - set(_BUILDER_ARGS)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"model {name!r}: unknown option(s) {unknown}; its options are {sorted(accepted)}"
+        )
+    model = entry.builder(
+        schema=schema if codec is None else codec.schema,
+        layout=None if codec is None else codec.layout,
         weights=pretrained,
         cache_dir=cache_dir,
         progress=progress,
+        **options,
     )
+    stride = int(getattr(model, "stride", 0))
+    if codec is not None and stride != codec.stride:
+        raise ConfigError(
+            f"codec.stride={codec.stride} but model {name!r} has output stride {stride}: set "
+            f"codec.stride={stride}"
+        )
+    return model
+
+
+def default_codec(name: str, schema: KeypointSchema | str) -> Codec:
+    """The codec model ``name`` is trained with by default, for ``schema`` (stride the model's)."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; available: {sorted(MODELS)}")
+    return build_codec(MODELS[name].codec, KeypointSchema.load(schema))
 
 
 def _build(
     name: str,
     cls: Callable[..., Any],
     schema: KeypointSchema | str | None,
-    num_refinement_stages: int | None,
+    layout: OutputLayout | None,
     weights: Weights | None,
     cache_dir: str | Path | None,
     progress: bool,
+    options: dict[str, Any],
 ) -> Any:
-    """The shared body of the builders: check the arguments against the weights, build, load."""
+    """The shared body of the builders: check the arguments against the weights, build, load.
+
+    ``options`` maps the model's own keyword arguments to values, None for "the default"."""
     info = _weights_info(weights) if _is_published(weights) else None
     if weights is not None and info is None and not Path(weights).is_file():
         raise ConfigError(
@@ -269,12 +327,11 @@ def _build(
     if info is not None:
         if info.model != name:
             raise ConfigError(f"weights {info.name!r} are for model {info.model!r}, not {name!r}")
-        if num_refinement_stages not in (None, info.num_refinement_stages):
-            raise ConfigError(
-                f"weights {info.name!r} have {info.num_refinement_stages} refinement stage(s); "
-                f"got num_refinement_stages={num_refinement_stages}"
-            )
-        num_refinement_stages = info.num_refinement_stages
+        for key, value in info.model_options.items():
+            if options.get(key) not in (None, value):
+                what = f"{value} refinement stage(s)" if key == "num_refinement_stages" else value
+                raise ConfigError(f"weights {info.name!r} have {what}; got {key}={options[key]}")
+            options[key] = value
         schema = info.schema if schema is None else schema
     if schema is None:
         raise ConfigError(f"{name}: a schema is needed (no published weights given)")
@@ -286,10 +343,7 @@ def _build(
             f"order); schema {schema.name!r} has another channel layout. Omit the schema or pass "
             f"KeypointSchema.named({info.schema_name!r})"
         )
-    stages = (
-        {} if num_refinement_stages is None else {"num_refinement_stages": num_refinement_stages}
-    )
-    model = cls(schema, **stages)
+    model = cls(schema, layout=layout, **{k: v for k, v in options.items() if v is not None})
     if weights is not None:
         load_weights(model, weights, cache_dir=cache_dir, progress=progress)
     return model

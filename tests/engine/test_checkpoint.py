@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from posekit.engine.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from posekit.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
+from posekit.errors import CheckpointError
+from posekit.models.record import load_checkpoint
 from posekit.schema import KeypointSchema
 
 

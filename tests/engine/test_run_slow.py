@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from posekit.engine.checkpoint import load_checkpoint
+from posekit.models.record import load_checkpoint
 from tests.tiny_run import TINY_RUN
 
 TINY = [*TINY_RUN, "train.checkpoint_every=1"]

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from posekit.config import load_config
-from posekit.engine.checkpoint import load_checkpoint
 from posekit.engine.trainer import Trainer
 from posekit.models.loading import load_model
+from posekit.models.record import load_checkpoint
 from posekit.schema import KeypointSchema
 
 

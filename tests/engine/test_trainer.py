@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from posekit.config import load_config
-from posekit.engine.checkpoint import load_checkpoint
 from posekit.engine.trainer import Trainer
 from posekit.errors import ConfigError
+from posekit.models.record import load_checkpoint
 from posekit.schema import KeypointSchema
 from tests.tiny_run import TINY_RUN
 

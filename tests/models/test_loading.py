@@ -162,13 +162,19 @@ def test_a_posekit_0_1_checkpoint_loads_and_gives_the_same_poses(flip):
         flip=flip,
     )
     compared = 0
-    for name, by_mode in expected.items():
-        want = by_mode["flip" if flip else "plain"]
-        got = predictor.predict(cv2.imread(str(FIXTURES / name)))
-        assert len(got) == len(want), name
-        for pose, ref in zip(got, want, strict=True):
-            # float32 network maps; 1e-3 px is far below the decoder's sub-pixel steps
-            np.testing.assert_allclose(pose.keypoints, ref["keypoints"], atol=1e-3)
-            assert pose.score == pytest.approx(ref["score"], abs=1e-5)
-            compared += 1
-    assert compared >= 15
+    # the 0.1 constructor, and the predictor the loaded model picks for its family
+    for p in (predictor, loaded.predictor(flip=flip)):
+        for name, by_mode in expected.items():
+            want = by_mode["flip" if flip else "plain"]
+            got = p.predict(cv2.imread(str(FIXTURES / name)))
+            assert len(got) == len(want), name
+            for pose, ref in zip(got, want, strict=True):
+                # float32 network maps; 1e-3 px is far below the decoder's sub-pixel steps
+                np.testing.assert_allclose(pose.keypoints, ref["keypoints"], atol=1e-3)
+                assert pose.score == pytest.approx(ref["score"], abs=1e-5)
+                compared += 1
+    assert compared >= 30
+    assert loaded.family == "bottomup" and loaded.model.options == {
+        "num_refinement_stages": 0,
+        "width": 64,
+    }

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from posekit.codecs import codec_from_dict
+from posekit.codecs.paf import PafCodec
 from posekit.errors import ConfigError
 from posekit.models import zoo
 from posekit.models.bottomup import LightweightOpenPose, OpenPoseVGG19
@@ -129,6 +131,24 @@ def test_table_names_unique_and_each_builds():
         assert default.num_refinement_stages == default_stages[name]
         for info in entry.weights:
             assert zoo.WEIGHTS[info.name] is info and info.model == name
+
+
+def test_each_model_takes_its_heads_from_its_codec_and_rebuilds_from_its_options():
+    schema = KeypointSchema.named("coco_person_neck")
+    for name, entry in zoo.MODELS.items():
+        codec = zoo.default_codec(name, schema)
+        assert codec.family == entry.family and codec.name == entry.codec
+        model = zoo.build_model(name, codec=codec)
+        assert model.layout == codec.layout and model.stride == codec.stride
+        again = zoo.build_model(name, codec=codec, **model.options)
+        shapes = {k: v.shape for k, v in model.state_dict().items()}
+        assert {k: v.shape for k, v in again.state_dict().items()} == shapes
+    with pytest.raises(
+        ConfigError, match=r"codec.stride=4 but model 'paf_tiny' has output stride 8"
+    ):
+        zoo.build_model("paf_tiny", codec=PafCodec(schema, stride=4))
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['stages'\]; its options are"):
+        zoo.build_model("paf_tiny", schema, stages=2)
 
 
 def test_table_refuses_duplicate_names():
@@ -318,21 +338,26 @@ def test_weights_records_match_the_models():
     for info in zoo.WEIGHTS.values():
         schema = info.schema
         assert schema.name == info.schema_name
-        model = zoo.MODELS[info.model].builder(
-            schema=schema, num_refinement_stages=info.num_refinement_stages
-        )
+        model = zoo.MODELS[info.model].builder(schema=schema, **info.model_options)
         state = model.state_dict()
         assert sum(v.numel() for v in state.values() if v.is_floating_point()) == info.num_values
-        assert info.input.stride == model.stride
+        assert info.input.size_divisor == model.stride
+        assert codec_from_dict(schema, info.codec).layout == model.layout
         assert re.fullmatch(r"[0-9a-f]{64}", info.sha256 or "0" * 64)
         assert info.url.startswith("https://") and info.url.endswith("/" + info.file_name)
         assert 0 < info.reported_ap <= 1
     published = zoo.WEIGHTS["lwop_mobilenet_coco"]
-    assert published.schema_name == "openpose18" and published.num_refinement_stages == 1
+    assert published.schema_name == "openpose18"
+    assert published.model_options == {"num_refinement_stages": 1}
     assert published.num_values == PUBLISHED_VALUES
     assert published.file_name == "checkpoint_iter_370000.pth"
     spec = published.input
-    assert (spec.color_order, spec.mean, spec.scale, spec.pad_value) == ("BGR", 128, 1 / 256, 0)
+    assert (spec.color_order, spec.mean, spec.std, spec.pad_value) == (
+        "BGR",
+        (128,) * 3,
+        (256,) * 3,
+        0,
+    )
     assert published.reported_ap == pytest.approx(0.40)
     # the schema of the weights gives the published head shapes: K+1 = 19 heatmaps, 2L = 38 PAFs
     schema = published.schema

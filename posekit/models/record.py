@@ -1,0 +1,157 @@
+"""What a checkpoint says about its model (``ModelRecord``), and reading checkpoint files.
+
+A posekit checkpoint is a plain dict (never a pickled module), so ``torch.load(weights_only=True)``
+reads it and it describes itself:
+
+- ``format``: ``"posekit-checkpoint"``; ``version``: the posekit version that wrote it;
+- the model record: ``family`` (``"bottomup"`` / ``"topdown"``), ``model_name`` (a ``zoo.MODELS``
+  key), ``model_options`` (its builder's keyword arguments), ``schema``
+  (``KeypointSchema.to_dict()``), ``codec`` (``Codec.to_dict()``: name + parameters), ``input``
+  (``InputSpec.to_dict()``: color order, mean / std, pad value, size divisor, input height);
+- ``model`` (the state_dict) and ``config`` (the resolved training config as plain data);
+- for resuming (``engine.checkpoint``): ``optimizer``, ``schedule``, ``scaler``, ``epoch``,
+  ``step_in_epoch``, ``iteration``, ``best_ap``, ``history``, ``rng``.
+
+Checkpoints of posekit 0.1 lack ``family``, ``model_options`` and ``input`` and name their codec
+``{"codec": "paf", ...}``; they are read as bottom-up PAF models with posekit's PAF preprocessing
+at their training input height (``input_size``).
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from posekit import __version__
+from posekit.codecs import codec_from_dict
+from posekit.codecs.base import FAMILIES, Codec
+from posekit.errors import CheckpointError, ConfigError, PosekitError
+from posekit.schema import KeypointSchema
+from posekit.structures import InputSpec
+
+__all__ = ["FORMAT", "ModelRecord", "load_checkpoint"]
+
+FORMAT = "posekit-checkpoint"
+"""The ``format`` entry of every posekit checkpoint."""
+
+_REQUIRED = ("model_name", "schema", "codec", "model")
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """Everything needed to rebuild a model and run it, but its weights.
+
+    Attributes:
+        family: ``"bottomup"`` or ``"topdown"``: which task trains it, which predictor runs it.
+        model_name: key of ``zoo.MODELS``.
+        model_options: keyword arguments of the model's builder (``num_refinement_stages``, ...).
+        schema: the keypoint schema.
+        codec: the codec it was trained with (output layout, frames, decoding).
+        input_spec: preprocessing of its input; ``input_spec.height`` is its default input height.
+        version: posekit version that wrote the record.
+    """
+
+    family: str
+    model_name: str
+    schema: KeypointSchema
+    codec: Codec
+    input_spec: InputSpec
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+    version: str = __version__
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ConfigError(f"unknown model family {self.family!r}; known: {FAMILIES}")
+        if self.codec.family != self.family:
+            raise ConfigError(
+                f"codec {self.codec.name!r} is a {self.codec.family} codec, not {self.family}"
+            )
+        object.__setattr__(self, "model_options", dict(self.model_options))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's checkpoint entries (``format`` and ``version`` included)."""
+        return {
+            "format": FORMAT,
+            "version": self.version,
+            "family": self.family,
+            "model_name": self.model_name,
+            "model_options": dict(self.model_options),
+            "schema": self.schema.to_dict(),
+            "codec": self.codec.to_dict(),
+            "input": self.input_spec.to_dict(),
+        }
+
+    @classmethod
+    def from_checkpoint(cls, obj: Mapping[str, Any], where: str) -> ModelRecord:
+        """The record of a posekit checkpoint (also posekit 0.1's); ``where`` names it in errors.
+
+        Raises:
+            CheckpointError: an entry is missing or invalid (the message names it).
+        """
+        missing = [k for k in _REQUIRED if k not in obj]
+        if missing:
+            raise CheckpointError(f"posekit checkpoint {where} lacks the entries {missing}")
+        try:
+            schema = KeypointSchema.from_dict(obj["schema"], where=f"checkpoint {where}")
+            codec = codec_from_dict(schema, obj["codec"])
+            if "input" in obj:
+                spec = InputSpec.from_dict(obj["input"])
+            else:  # posekit 0.1: PAF preprocessing at the training input height
+                height = int(obj["input_size"][1]) if obj.get("input_size") else 256
+                spec = InputSpec(size_divisor=codec.stride, height=height)
+            options = obj.get("model_options")
+            if options is None:  # posekit 0.1
+                stages = obj.get("num_refinement_stages")
+                options = {} if stages is None else {"num_refinement_stages": int(stages)}
+            return cls(
+                family=str(obj.get("family", "bottomup")),
+                model_name=str(obj["model_name"]),
+                schema=schema,
+                codec=codec,
+                input_spec=spec,
+                model_options=dict(options),
+                version=str(obj.get("version", "unknown")),
+            )
+        except CheckpointError:
+            raise
+        except (PosekitError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {where}: invalid model record: {exc}") from None
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; CheckpointError names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # a damaged file fails in many ways (EOFError, struct.error, ...)
+        raise _read_error(path, exc) from exc
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"checkpoint {path}: expected a dict, got {type(state).__name__}")
+    return dict(state)
+
+
+def _read_error(path: Path, exc: BaseException) -> CheckpointError:
+    """A CheckpointError naming the file for an exception of ``torch.load``."""
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    if refused:
+        return CheckpointError(
+            f"checkpoint {path} holds a pickled object ({refused.group(1)}) that "
+            f"torch.load(weights_only=True) refuses: a pickled module or class (posekit reads "
+            f"only tensors and plain data), or a damaged file"
+        )
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, pickle.UnpicklingError):
+        first_line = "invalid pickle data"
+    return CheckpointError(
+        f"cannot read checkpoint {path} (truncated, corrupt or not a torch file): {first_line}"
+    )
