@@ -14,14 +14,13 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from posekit import __version__
 from posekit.errors import ConfigError, PosekitError
 from posekit.schema import KeypointSchema
 
 if TYPE_CHECKING:
-    from posekit.inference import Predictor
     from posekit.media import FrameSource, PredictionWriter
     from posekit.models.loading import LoadedModel
 
@@ -187,11 +186,9 @@ def _load_model(args: argparse.Namespace) -> LoadedModel:
     )
 
 
-def _predictor(args: argparse.Namespace, loaded: LoadedModel) -> Predictor:
-    """A ``Predictor`` for the loaded model with ``--height --scales --flip --device``."""
+def _predictor(args: argparse.Namespace, loaded: LoadedModel) -> Any:
+    """The loaded model's predictor with ``--height --scales --flip --device --bf16``."""
     import torch
-
-    from posekit.inference import Predictor
 
     if args.threads is not None:
         if args.threads < 1:
@@ -200,10 +197,7 @@ def _predictor(args: argparse.Namespace, loaded: LoadedModel) -> Predictor:
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return Predictor(
-        loaded.model,
-        loaded.schema,
-        codec=loaded.codec,
+    return loaded.predictor(
         input_height=args.height or loaded.input_height,
         scales=args.scales,
         flip=args.flip,
@@ -225,7 +219,7 @@ def _batches(frames: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def _predict_frames(
-    source: FrameSource, predictor: Predictor, writer: PredictionWriter, batch_size: int | None
+    source: FrameSource, predictor: Any, writer: PredictionWriter, batch_size: int | None
 ) -> None:
     """Predict, write and show every frame of ``source``; Ctrl-C ends a webcam run normally."""
     from tqdm import tqdm
@@ -297,40 +291,31 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     _passive_openmp()
-    import time
-
-    from tqdm import tqdm
-
     from posekit.data.coco import CocoKeypointDataset
-    from posekit.engine.evaluate import evaluate_coco, format_metrics
-    from posekit.errors import DatasetError
-    from posekit.media import prefetch
+    from posekit.engine.evaluate import evaluate_coco, format_metrics, predict_dataset
 
     loaded = _load_model(args)
     dataset = CocoKeypointDataset(
         args.ann, args.images, schema=loaded.schema, category_id=args.category_id, strict=False
     )
     predictor = _predictor(args, loaded)
-
-    def _images():
-        for i, rec in enumerate(dataset.records):
-            try:
-                yield rec.image_id, dataset.load_image(i)
-            except DatasetError as exc:
-                logger.warning("skipped (counts as no detection): %s", exc)
-
-    poses = {}
-    start = time.perf_counter()
-    for image_id, image in tqdm(prefetch(_images()), total=len(dataset), unit="image"):
-        poses[image_id] = predictor.predict(image)
-    seconds = time.perf_counter() - start
+    result = predict_dataset(predictor, dataset, desc="eval")
     metrics = evaluate_coco(
-        args.ann, poses, loaded.schema, category_id=args.category_id, results_path=args.json
+        args.ann,
+        result.poses,
+        loaded.schema,
+        category_id=args.category_id,
+        results_path=args.json,
+        image_ids=result.poses.keys(),
     )
+    n = len(result.poses)
     print(
-        f"{loaded.source} on {args.ann}: {len(poses)} images, "
-        f"{sum(map(len, poses.values()))} poses, {1e3 * seconds / max(len(poses), 1):.0f} ms/image"
+        f"{loaded.source} on {args.ann}: {n} images, "
+        f"{sum(map(len, result.poses.values()))} poses, {1e3 * result.seconds / max(n, 1):.0f} "
+        f"ms/image"
     )
+    for image_id, reason in result.skipped:
+        print(f"skipped image {image_id} (left out of the score): {reason}", file=sys.stderr)
     print(format_metrics(metrics))
     if args.json:
         print(f"COCO results -> {args.json}")
@@ -385,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("train", help="train a bottom-up model (synthetic data by default)")
+    p = sub.add_parser("train", help="train a model (synthetic data by default)")
     p.add_argument("config", nargs="?", help="config YAML (sections model, data, optim, ...)")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.epochs=5")
     p.add_argument("--data", help="training COCO keypoint JSON (default: synthetic data)")
@@ -393,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-data", help="validation COCO keypoint JSON")
     p.add_argument("--val-images", help="image root of --val-data")
     p.add_argument("--schema", help="built-in schema name or YAML (default: from the data)")
-    p.add_argument("--model", help="model name from the zoo (default lwop_mobilenet)")
+    p.add_argument("--model", help="model name from the zoo (default paf_tiny)")
     p.add_argument("--pretrained", help="weights to start from (checkpoint path or weights name)")
     p.add_argument("--out", help="run directory (default runs/train)")
     p.add_argument("--resume", help="'auto' (continue the run in --out) or a checkpoint path")

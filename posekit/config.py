@@ -57,24 +57,19 @@ def _check(ok: bool, key: str, message: str) -> None:
 class ModelConfig:
     """Network: a name from ``posekit.models.zoo`` and its options.
 
-    The default, ``paf_tiny`` (no refinement stage), trains from scratch in minutes on a CPU; for
-    photos, ``lwop_mobilenet`` started from ``pretrained: lwop_mobilenet_coco`` learns far more
-    (``configs/lwop_mobilenet.yaml``). ``num_refinement_stages``: null takes the model's default.
+    The default, ``paf_tiny``, trains from scratch in minutes on a CPU; for photos,
+    ``lwop_mobilenet`` started from ``pretrained: lwop_mobilenet_coco`` learns far more
+    (``configs/lwop_mobilenet.yaml``). The model's family (bottom-up, top-down) follows from it.
 
+    ``options``: the model's own keyword arguments (PAF models: ``num_refinement_stages``, and
+    ``width`` for ``paf_tiny``); unset ones take the model's defaults.
     ``pretrained``: a checkpoint path or a published weights name to start from (heads that do not
     fit the schema are rebuilt).
     """
 
     name: str = "paf_tiny"
-    num_refinement_stages: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     pretrained: str | None = None
-
-    def __post_init__(self) -> None:
-        _check(
-            self.num_refinement_stages is None or self.num_refinement_stages >= 0,
-            "num_refinement_stages",
-            "must be >= 0 or null (the model's default)",
-        )
 
 
 @dataclass(frozen=True)
@@ -98,9 +93,6 @@ class DataConfig:
     category_id: int | None = None
     synth: SynthConfig = field(default_factory=lambda: DEMO_SYNTH)
     synth_val_images: int = 100
-    stride: int = 8
-    sigma: float = 7.0
-    paf_width: float = 1.0
     workers: int = 2
     augment: AugmentConfig = field(default_factory=lambda: DEMO_AUGMENT)
 
@@ -115,11 +107,6 @@ class DataConfig:
             "val_ann",
             "val_ann and val_images go together",
         )
-        _check(
-            self.stride in (4, 8, 16, 32), "stride", f"must be 4, 8, 16 or 32, got {self.stride}"
-        )
-        _check(self.sigma > 0, "sigma", "must be > 0")
-        _check(self.paf_width > 0, "paf_width", "must be > 0")
         _check(self.workers >= 0, "workers", "must be >= 0")
         _check(self.synth_val_images > 0, "synth_val_images", "must be > 0")
 
@@ -202,9 +189,15 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """A whole training run."""
+    """A whole training run.
+
+    ``codec``: the target encoding, ``name`` (a ``posekit.codecs.CODECS`` key; default the model's
+    codec) and its parameters (PAF: ``stride``, ``sigma``, ``paf_width``); unset ones take the
+    codec's defaults. Checked when the run starts.
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    codec: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -251,29 +244,42 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return _build(Config, spec, "")
 
 
-_RENAMED = {  # old data.<key> -> (new path under data, value converter), with a warning
-    "synth_train_images": (("synth", "num_images"), lambda v: v),
-    "synth_image_size": (("synth", "image_size"), lambda v: [v, v] if isinstance(v, int) else v),
+_RENAMED = {  # old key path -> (new key path, value converter); loaded with a warning
+    ("data", "synth_train_images"): (("data", "synth", "num_images"), lambda v: v),
+    ("data", "synth_image_size"): (
+        ("data", "synth", "image_size"),
+        lambda v: [v, v] if isinstance(v, int) else v,
+    ),
+    ("data", "stride"): (("codec", "stride"), lambda v: v),
+    ("data", "sigma"): (("codec", "sigma"), lambda v: v),
+    ("data", "paf_width"): (("codec", "paf_width"), lambda v: v),
+    ("model", "num_refinement_stages"): (
+        ("model", "options", "num_refinement_stages"),
+        lambda v: v,
+    ),
 }
 
 
 def _rename_old_keys(spec: dict[str, Any]) -> None:
-    """Accept the data keys of posekit 0.1's first configs (``data.synth_train_images``,
-    ``data.synth_image_size``) under their new names, with a deprecation warning."""
-    data = spec.get("data")
-    if not isinstance(data, Mapping):
-        return
-    data = spec["data"] = dict(data)
-    for old, ((section, key), convert) in _RENAMED.items():
-        if old not in data:
+    """Accept the keys of earlier posekit configs under their new names, with a deprecation
+    warning: ``data.synth_train_images`` / ``data.synth_image_size`` (now under ``data.synth``),
+    ``data.stride`` / ``sigma`` / ``paf_width`` (now ``codec.*``), ``model.num_refinement_stages``
+    (now ``model.options.num_refinement_stages``). A value given under the new name wins."""
+    for (section, old), (new, convert) in _RENAMED.items():
+        old_node = spec.get(section)
+        if not isinstance(old_node, Mapping) or old not in old_node:
             continue
-        value = data.pop(old)
+        spec[section] = old_node = dict(old_node)
+        value = old_node.pop(old)
         warnings.warn(
-            f"config key data.{old} is now data.{section}.{key}", DeprecationWarning, stacklevel=3
+            f"config key {section}.{old} is now {'.'.join(new)}", DeprecationWarning, stacklevel=3
         )
-        child = data.get(section)
-        data[section] = dict(child) if isinstance(child, Mapping) else {}
-        data[section].setdefault(key, convert(value))
+        node = spec
+        for part in new[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, Mapping) else {}
+            node = node[part]
+        node.setdefault(new[-1], convert(value))
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -349,6 +355,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): v for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")

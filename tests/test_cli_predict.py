@@ -160,6 +160,20 @@ def test_eval_prints_the_table_and_writes_results(checkpoint, folder, coco_val, 
     assert {e["image_id"] for e in json.loads(results.read_text())} == ids
 
 
+def test_eval_skips_a_corrupt_image_and_says_so(checkpoint, folder, coco_val, tmp_path, capsys):
+    bad = folder / IMAGES[0]
+    bad.unlink()
+    bad.write_bytes(b"\xff\xd8 truncated")
+    ids = {int(name[:-4]) for name in IMAGES}
+    ann = tmp_path / "subset.json"
+    ann.write_text(json.dumps(_subset_gt(coco_val, ids)))
+    rc = _posekit("eval", "--checkpoint", checkpoint, "--ann", ann, "--images", folder, *FAST)
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "2 images" in captured.out
+    assert f"skipped image {int(IMAGES[0][:-4])} (left out of the score)" in captured.err
+
+
 def test_eval_on_a_dataset_of_another_schema(checkpoint, shared_data, capsys):
     ann = shared_data / "custom/ap10k/test_ap10k.json"
     rc = _posekit("eval", "--checkpoint", checkpoint, "--ann", ann, "--images", ann.parent, *FAST)

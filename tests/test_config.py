@@ -29,7 +29,7 @@ def test_defaults_yaml_and_overrides(tmp_path):
 
 
 def test_round_trip_through_yaml(tmp_path):
-    cfg = load_config(None, ["train.grad_clip=5", "data.sigma=5.5"])
+    cfg = load_config(None, ["train.grad_clip=5", "codec.sigma=5.5", "model.options.width=32"])
     again = load_config(save_config(cfg, tmp_path / "resolved.yaml"))
     assert again == cfg
     assert config_to_dict(again)["train"]["grad_clip"] == 5.0
@@ -94,6 +94,7 @@ def test_shipped_config_files_load():
     lwop = load_config(configs / "lwop_mobilenet.yaml")
     assert lwop.model.name == "lwop_mobilenet" and lwop.model.pretrained == "lwop_mobilenet_coco"
     assert lwop.data.augment.input_size == (368, 368)
+    assert lwop.model.options == {"num_refinement_stages": 1} and lwop.codec["name"] == "paf"
 
 
 def test_old_synthetic_data_keys_still_load():
@@ -105,3 +106,21 @@ def test_old_synthetic_data_keys_still_load():
     ]
     assert cfg.data.synth.num_images == 8 and cfg.data.synth.image_size == (64, 64)
     assert cfg.data.synth.part_colors is DEMO_SYNTH.part_colors
+
+
+def test_old_codec_and_model_keys_still_load(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text(
+        "model: {name: lwop_mobilenet, num_refinement_stages: 2}\n"
+        "data: {stride: 8, sigma: 5.0, paf_width: 1.5, workers: 0}\n"
+    )
+    with pytest.warns(DeprecationWarning) as caught:
+        cfg = load_config(path, ["codec.sigma=6.0"])
+    assert sorted(str(w.message) for w in caught) == [
+        "config key data.paf_width is now codec.paf_width",
+        "config key data.sigma is now codec.sigma",
+        "config key data.stride is now codec.stride",
+        "config key model.num_refinement_stages is now model.options.num_refinement_stages",
+    ]
+    assert cfg.codec == {"stride": 8, "sigma": 6.0, "paf_width": 1.5}  # the new key wins
+    assert cfg.model.options == {"num_refinement_stages": 2} and cfg.data.workers == 0

@@ -15,16 +15,19 @@ import io
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from tqdm import tqdm
 
 from posekit.codecs.paf import PafCodec, PafDecodeConfig
-from posekit.data.coco import load_coco_json
+from posekit.data.coco import CocoKeypointDataset, load_coco_json
 from posekit.data.results import (
     PosesPerImage,
     file_index,
@@ -33,6 +36,7 @@ from posekit.data.results import (
 )
 from posekit.errors import ConfigError, DatasetError
 from posekit.geometry import compose_affine, invert_affine, place_scaled, transform_points
+from posekit.media import prefetch
 from posekit.schema import KeypointSchema
 from posekit.structures import Pose
 
@@ -49,6 +53,7 @@ def evaluate_coco(
     *,
     category_id: int | None = None,
     results_path: str | Path | None = None,
+    image_ids: Iterable[int] | None = None,
     verbose: bool = False,
 ) -> dict[str, float]:
     """COCO keypoint AP/AR (OKS with the schema's sigmas) of poses against a ground-truth file.
@@ -61,6 +66,8 @@ def evaluate_coco(
         category_id: evaluate this category only. Default: every category whose keypoints match
             the schema; several (AP-10K species) are evaluated class-agnostically.
         results_path: also write the poses there as a COCO results JSON.
+        image_ids: score these images only (default: every image of the file), e.g. to leave out
+            images that could not be read (``predict_dataset``'s ``skipped``).
         verbose: let pycocotools print its progress and table (silenced otherwise).
 
     Returns:
@@ -86,8 +93,8 @@ def evaluate_coco(
         coco_gt = COCO()
         coco_gt.dataset = _prepared_gt(data, cats)
         coco_gt.createIndex()
-        image_ids = set(coco_gt.getImgIds())
-        unknown = sorted({r["image_id"] for r in results} - image_ids)
+        known = set(coco_gt.getImgIds())
+        unknown = sorted({r["image_id"] for r in results} - known)
         if unknown:
             raise DatasetError(f"{where}: results for image ids not in the file: {unknown[:10]}")
         if results:
@@ -104,11 +111,65 @@ def evaluate_coco(
         sigmas = np.zeros(len(names))
         sigmas[file_index(schema, names)] = schema.real_sigmas
         ev.params.kpt_oks_sigmas = sigmas
-        ev.params.imgIds = sorted(image_ids)
+        ev.params.imgIds = sorted(known if image_ids is None else known & set(image_ids))
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
     return {k: (float(v) if v >= 0 else math.nan) for k, v in zip(METRICS, ev.stats, strict=True)}
+
+
+@dataclass(frozen=True)
+class DatasetPoses:
+    """A predictor's poses on every readable image of a dataset.
+
+    Attributes:
+        poses: image id -> poses in image pixels (every image that could be read).
+        skipped: ``(image id, reason)`` of every image that could not be read.
+        seconds: wall time of the loop (reading, network, decoding).
+    """
+
+    poses: dict[int, list[Pose]]
+    skipped: tuple[tuple[int, str], ...]
+    seconds: float
+
+
+def predict_dataset(
+    predictor: Any,
+    dataset: CocoKeypointDataset,
+    *,
+    progress: bool = True,
+    desc: str = "predict",
+    on_image: Callable[[np.ndarray, list[Pose]], None] | None = None,
+) -> DatasetPoses:
+    """Run ``predictor.predict`` on every image of ``dataset`` (read ahead in a thread).
+
+    An image that cannot be read (missing, corrupt) is skipped with a warning and listed in
+    ``skipped``, like an unreadable training image; score the rest with ``evaluate_coco(...,
+    image_ids=poses.keys())``. ``on_image(image, poses)`` sees each image and its poses (e.g. to
+    draw the first few).
+    """
+
+    def images() -> Iterator[tuple[int, np.ndarray | str]]:
+        for i, rec in enumerate(dataset.records):
+            try:
+                yield rec.image_id, dataset.load_image(i)
+            except DatasetError as exc:
+                yield rec.image_id, str(exc)
+
+    poses: dict[int, list[Pose]] = {}
+    skipped: list[tuple[int, str]] = []
+    start = time.perf_counter()
+    items = tqdm(prefetch(images()), total=len(dataset), desc=desc, unit="image",
+                 disable=not progress, leave=False)  # fmt: skip
+    for image_id, image in items:
+        if isinstance(image, str):
+            logger.warning("%s: skipped an unreadable image: %s", desc, image)
+            skipped.append((image_id, image))
+            continue
+        poses[image_id] = predictor.predict(image)
+        if on_image is not None:
+            on_image(image, poses[image_id])
+    return DatasetPoses(poses, tuple(skipped), time.perf_counter() - start)
 
 
 def perfect_map_poses(

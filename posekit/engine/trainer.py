@@ -1,4 +1,10 @@
-"""Training loop for bottom-up models: data, optimisation, validation, checkpoints, resumption.
+"""Training loop of any method family: data, optimisation, validation, checkpoints, resumption.
+
+The family's recipe is a task (``posekit.tasks``): what a training item is, its targets, the loss
+and its named parts, the validation predictor. The trainer builds the model and its codec from the
+config (``model.name``, ``model.options``, ``codec:``), takes the task of their family, and runs
+what every family shares: sampling, mixed precision, the learning-rate schedule, the bad-step
+guard, DistributedDataParallel, validation by COCO OKS AP, checkpoints and resumption.
 
 A run directory holds ``config.yaml`` (the resolved config), ``last.pt`` (every
 ``train.checkpoint_every`` iterations and each epoch), ``best.pt`` (best validation AP),
@@ -29,22 +35,22 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from posekit.codecs.paf import PafCodec
+from posekit.codecs import build_codec
+from posekit.codecs.base import Codec
 from posekit.config import Config, config_to_dict, save_config
 from posekit.data.coco import CocoKeypointDataset
-from posekit.data.transforms import RandomAffine
 from posekit.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
-from posekit.engine.data import EpochSampler, TargetDataset, collate
+from posekit.engine.data import EpochSampler
 from posekit.engine.distributed import init_distributed
-from posekit.engine.evaluate import evaluate_coco
+from posekit.engine.evaluate import evaluate_coco, predict_dataset
 from posekit.engine.schedule import LrSchedule
 from posekit.errors import CheckpointError, ConfigError, TrainingError
-from posekit.inference import Predictor
-from posekit.models.losses import BottomUpLoss
+from posekit.models import zoo
+from posekit.models.losses import LossParts
 from posekit.models.record import FORMAT, ModelRecord, load_checkpoint
-from posekit.models.zoo import build_model, load_weights
 from posekit.schema import KeypointSchema
-from posekit.structures import InputSpec
+from posekit.tasks import build_task, collate
+from posekit.tasks.base import Batch, Task
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +75,24 @@ class _Split:
 
 
 class Trainer:
-    """Train a bottom-up model as ``config`` says.
+    """Train a model as ``config`` says.
 
     Args:
         config: the resolved run configuration.
+        task: the family's training recipe; default ``tasks.build_task`` of the config's codec.
         resume: ``None`` (start fresh; refuses a run directory that has a ``last.pt``),
             ``"auto"`` (continue from ``<out>/last.pt`` when it exists) or a checkpoint path.
         progress: show tqdm progress bars (rank 0 only).
     """
 
-    def __init__(self, config: Config, *, resume: str | None = None, progress: bool = True):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        task: Task | None = None,
+        resume: str | None = None,
+        progress: bool = True,
+    ):
         self.config = config
         self.ctx, self.device = init_distributed(config.train.device)
         self.run_dir = Path(config.out)
@@ -102,26 +116,18 @@ class Trainer:
                 "training data: %d bad record(s) skipped; run `posekit check-data`",
                 len(self.train_set.problems),
             )
-        augment = config.data.augment
-        self.input_size = augment.input_size
-        self.train_set.transform = RandomAffine(self.schema, augment)
-        self.codec = PafCodec(
-            self.schema,
-            stride=config.data.stride,
-            sigma=config.data.sigma,
-            paf_width=config.data.paf_width,
+        self.codec = _codec(config, self.schema)
+        self.task: Task = task if task is not None else build_task(self.codec, config)
+        if self.task.codec != self.codec:
+            raise ConfigError("the task given was made for another codec than the config's")
+        self.model = zoo.build_model(config.model.name, codec=self.codec, **config.model.options)
+        # the resolved config (config.yaml, checkpoints) names the codec and options in full
+        model_config = dataclasses.replace(config.model, options=self.model.options)
+        self.config = config = dataclasses.replace(
+            config, model=model_config, codec=self.codec.to_dict()
         )
-        self.model = build_model(
-            config.model.name, self.schema, num_refinement_stages=config.model.num_refinement_stages
-        )
-        model_stride = int(getattr(self.model, "stride", self.codec.stride))
-        if model_stride != self.codec.stride:
-            raise ConfigError(
-                f"data.stride={self.codec.stride} but model {config.model.name!r} has output "
-                f"stride {model_stride}: set data.stride={model_stride}"
-            )
         if config.model.pretrained and resume is None:
-            result = load_weights(self.model, config.model.pretrained, strict=False)
+            result = zoo.load_weights(self.model, config.model.pretrained, strict=False)
             logger.info("fine-tuning from %s: %s", config.model.pretrained, result)
         self.model.to(self.device)
         self.channels_last = config.train.channels_last and self.device.type == "cpu"
@@ -131,18 +137,17 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.net = DistributedDataParallel(self.model) if self.ctx.enabled else self.model
         self.optimizer = _optimizer(self.model, config)
+        self.items = self.task.train_dataset(self.train_set)
         self.sampler = EpochSampler(
-            len(self.train_set),
+            len(self.items),
             seed=config.train.seed,
             rank=self.ctx.rank,
             world_size=self.ctx.world_size,
         )
-        self.targets = TargetDataset(self.train_set, self.codec, self.input_size)
         self.iters_per_epoch = math.ceil(self.sampler.per_rank / config.train.batch_size)
         self.schedule = LrSchedule(
             config.schedule, config.optim.lr, config.train.epochs, self.iters_per_epoch
         )
-        self.loss = BottomUpLoss(self.codec, config.train.stage_loss_weights).to(self.device)
         self.amp_dtype = _amp_dtype(self.device) if config.train.amp else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         if self.amp_dtype is not None and self.ctx.is_main:
@@ -152,20 +157,22 @@ class Trainer:
         self.iteration = 0
         self.best_ap = -1.0
         self.skipped_samples = 0
+        self.val_skipped = 0
+        self.val_set = self._val_set()
         self.history: list[dict[str, float]] = []
         if self.ctx.is_main:
             logger.info(
-                "model %s (%.2fM parameters, %d refinement stage(s)), schema %s (%d keypoints, "
-                "%d limbs), %d training images at %dx%d, batch %d, %d iterations/epoch, "
-                "%d epochs, device %s",
+                "model %s %s (%.2fM parameters), %s, schema %s (%d keypoints, %d limbs), %d "
+                "training items (%s), batch %d, %d iterations/epoch, %d epochs, device %s",
                 config.model.name,
+                self.model.options,
                 sum(p.numel() for p in self.model.parameters()) / 1e6,
-                getattr(self.model, "num_refinement_stages", 0),
+                self.codec.to_dict(),
                 self.schema.name,
                 self.schema.num_keypoints,
                 self.schema.num_limbs,
-                len(self.train_set),
-                *self.input_size,
+                len(self.items),
+                self.task.describe(),
                 config.train.batch_size,
                 self.iters_per_epoch,
                 config.train.epochs,
@@ -201,6 +208,24 @@ class Trainer:
             _Split(root / "annotations/val.json", root / "images/val"),
         )
 
+    def _val_set(self) -> CocoKeypointDataset | None:
+        """The validation images (rank 0 only); bad records are skipped and counted."""
+        if self.val is None or not self.ctx.is_main:
+            return None
+        val = CocoKeypointDataset(
+            self.val.ann,
+            self.val.images,
+            schema=self.schema,
+            category_id=self.config.data.category_id,
+            strict=False,
+        )
+        if val.problems:
+            logger.warning(
+                "validation data: %d bad record(s) skipped; run `posekit check-data`",
+                len(val.problems),
+            )
+        return val
+
     def _resume(self, resume: str | None) -> None:
         last = self.run_dir / "last.pt"
         if resume is None:
@@ -217,10 +242,16 @@ class Trainer:
         state = load_checkpoint(path)
         if state.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not a posekit training checkpoint")
-        if KeypointSchema.from_dict(state["schema"]) != self.schema:
+        record = ModelRecord.from_checkpoint(state, str(path))
+        if record.schema != self.schema:
             raise CheckpointError(
-                f"{path} was trained with schema '{state['schema']['name']}', the config gives "
+                f"{path} was trained with schema '{record.schema.name}', the config gives "
                 f"'{self.schema.name}'"
+            )
+        if record.codec != self.codec:
+            raise CheckpointError(
+                f"{path} was trained with codec {record.codec.to_dict()}, the config gives "
+                f"{self.codec.to_dict()}"
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -248,7 +279,7 @@ class Trainer:
                 self.config.model.name,
                 self.schema,
                 self.codec,
-                InputSpec(size_divisor=self.codec.stride, height=self.input_size[1]),
+                self.task.input_spec,
                 self.model.options,
             ).to_dict(),
             "config": config_to_dict(self.config),
@@ -292,6 +323,8 @@ class Trainer:
                     ap = self.ctx.broadcast_float(self.validate() if self.ctx.is_main else 0.0)
                     metrics["val_AP"] = ap
                     metrics["val_s"] = round(time.perf_counter() - val_start, 2)
+                    if self.val_skipped:
+                        metrics["val_skipped_images"] = self.val_skipped
                     self.schedule.step_metric(ap)
                     if ap > self.best_ap:
                         self.best_ap = ap
@@ -320,7 +353,7 @@ class Trainer:
         self.train_set.set_epoch(self.epoch)
         self.sampler.set_epoch(self.epoch, start=self.step_in_epoch * cfg.batch_size)
         loader = DataLoader(
-            self.targets,
+            self.items,
             batch_size=cfg.batch_size,
             sampler=self.sampler,
             num_workers=self.config.data.workers,
@@ -339,7 +372,7 @@ class Trainer:
             disable=not self.progress,
             dynamic_ncols=True,
         )
-        sums = {"loss": 0.0, "loss_heatmaps": 0.0, "loss_pafs": 0.0}
+        sums = dict.fromkeys(["loss", *(f"loss_{n}" for n in self.task.loss_names)], 0.0)
         steps = samples = 0
         bad = 0
         for batch in bar:
@@ -368,17 +401,17 @@ class Trainer:
                 bad = 0
                 steps += 1
                 samples += len(batch)
-                total, stages = step
-                parts = (total, sum(h for h, _ in stages), sum(p for _, p in stages))
-                for key, value in zip(sums, parts, strict=True):
-                    sums[key] += value
-                bar.set_postfix(loss=f"{parts[0]:.4g}", lr=f"{lr:.3g}")
+                total = float(step.total.detach())
+                sums["loss"] += total
+                for name in self.task.loss_names:
+                    sums[f"loss_{name}"] += sum(step.parts[name])
+                bar.set_postfix(loss=f"{total:.4g}", lr=f"{lr:.3g}")
                 if self.writer is not None:
-                    self.writer.add_scalar("train/loss", parts[0], self.iteration)
+                    self.writer.add_scalar("train/loss", total, self.iteration)
                     self.writer.add_scalar("train/lr", lr, self.iteration)
-                    for i, (hm, paf) in enumerate(stages):
-                        self.writer.add_scalar(f"train/stage{i}_heatmaps", hm, self.iteration)
-                        self.writer.add_scalar(f"train/stage{i}_pafs", paf, self.iteration)
+                    for name in self.task.loss_names:
+                        for i, value in enumerate(step.parts[name]):
+                            self.writer.add_scalar(f"train/stage{i}_{name}", value, self.iteration)
             self._advance()
         bar.close()
         if self.skipped_samples:
@@ -393,9 +426,9 @@ class Trainer:
         if self.iteration % self.config.train.checkpoint_every == 0:
             self._save()
 
-    def _step(self, batch: Any, frozen: bool) -> tuple[float, list[tuple[float, float]]] | None:
-        """One optimizer step: (total loss, per-stage (heatmap, PAF) losses), or None when the
-        loss is not finite (nothing is updated)."""
+    def _step(self, batch: Batch, frozen: bool) -> LossParts | None:
+        """One optimizer step: the loss and its named parts, or None when the loss is not finite
+        (nothing is updated)."""
         cfg = self.config.train
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(
@@ -405,9 +438,7 @@ class Trainer:
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             outputs = self.net(images)
-        loss = self.loss(
-            [(h.float(), p.float()) for h, p in outputs], batch.heatmaps, batch.pafs, batch.mask
-        )
+        loss = self.task.loss(outputs, batch)
         if not torch.isfinite(loss.total):
             return None
         self.scaler.scale(loss.total).backward()
@@ -419,41 +450,44 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        stages = list(zip(loss.parts["heatmaps"], loss.parts["pafs"], strict=True))
-        return float(loss.total.detach()), stages
+        return loss
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> float:
-        """COCO OKS AP of the current model on the validation split (rank 0)."""
-        assert self.val is not None
-        predictor = Predictor(
+        """COCO OKS AP of the current model on the validation split (rank 0).
+
+        Images that cannot be read are skipped, counted (``val_skipped_images`` in the epoch's
+        metrics) and left out of the score, as unreadable training images are.
+        """
+        if self.val is None or self.val_set is None:
+            raise TrainingError("validate() needs a validation split (data.val_ann)")
+        predictor = self.task.predictor(
             self.model,
-            self.schema,
-            codec=self.codec,
-            input_height=self.input_size[1],
-            # flip test needs a mirror-symmetric skeleton; other schemas validate without it
-            flip=self.config.train.val_flip and self.schema.paf_flip is not None,
+            flip=self.config.train.val_flip,
             device=self.device,
-            channels_last=self.channels_last,  # the Predictor runs a copy of the model
+            channels_last=self.channels_last,  # the predictor runs a copy of the model
         )
-        val = CocoKeypointDataset(
-            self.val.ann,
-            self.val.images,
-            schema=self.schema,
-            category_id=self.config.data.category_id,
-            strict=False,
-        )
-        poses = {}
-        drawn = []
-        for i, rec in enumerate(
-            tqdm(val.records, desc="validate", disable=not self.progress, leave=False)
-        ):
-            image = val.load_image(i)
-            poses[rec.image_id] = predictor.predict(image)
+        drawn: list[np.ndarray] = []
+
+        def draw(image: np.ndarray, poses: list) -> None:
             if self.writer is not None and len(drawn) < self.config.train.log_images:
-                drawn.append(_draw(image, poses[rec.image_id], self.schema))
+                drawn.append(_draw(image, poses, self.schema))
+
+        result = predict_dataset(
+            predictor, self.val_set, progress=self.progress, desc="validate", on_image=draw
+        )
+        self.val_skipped = len(result.skipped)
+        if result.skipped:
+            logger.warning(
+                "validation: %d image(s) could not be read and were left out of the score",
+                len(result.skipped),
+            )
         metrics = evaluate_coco(
-            self.val.ann, poses, self.schema, category_id=self.config.data.category_id
+            self.val.ann,
+            result.poses,
+            self.schema,
+            category_id=self.config.data.category_id,
+            image_ids=result.poses.keys(),
         )
         if self.writer is not None:
             for key, value in metrics.items():
@@ -516,6 +550,22 @@ def _keep_freed_memory() -> None:
         _M_TRIM_THRESHOLD, _KEEP_BYTES
     )
     logger.debug("glibc malloc keeps freed memory: %s", bool(ok))
+
+
+def _codec(config: Config, schema: KeypointSchema) -> Codec:
+    """The config's ``codec:`` (name + parameters; default the model's codec) for ``schema``."""
+    params = dict(config.codec)
+    name = params.pop("name", None)
+    if name is None:
+        if config.model.name not in zoo.MODELS:
+            raise ConfigError(
+                f"model.name: unknown model {config.model.name!r}; available: {sorted(zoo.MODELS)}"
+            )
+        name = zoo.MODELS[config.model.name].codec
+    try:
+        return build_codec(str(name), schema, **params)
+    except ConfigError as exc:
+        raise ConfigError(f"codec: {exc}") from None
 
 
 def _optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:

@@ -3,7 +3,9 @@ predictor per method family on top of them.
 
 ``PREDICTORS`` is the one table of predictors by family (a new family adds its predictor file and
 one entry here); ``create_predictor`` picks the predictor of a codec's family for a torch model.
-``models.loading.LoadedModel.predictor`` does the same for a loaded checkpoint.
+``models.loading.LoadedModel.predictor`` does the same for a loaded checkpoint. Only
+``inference.torch_runtime`` imports torch: preprocessing, predictors and decoding are NumPy /
+OpenCV, so another runtime (an exported file) can run without PyTorch.
 
 Speed settings (OpenMP): with other jobs on the cores, OpenMP's default spin-waiting can make a
 forward pass many times slower; ``posekit predict``/``eval`` set ``OMP_WAIT_POLICY=PASSIVE``, set it
@@ -14,18 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from posekit.codecs.base import Codec
 from posekit.codecs.paf import PafCodec, PafDecodeConfig
 from posekit.errors import ConfigError
 from posekit.inference.bottomup import BottomUpPredictor, Maps
-from posekit.inference.runtime import PRECISIONS, Runtime, TorchRuntime
+from posekit.inference.runtime import PRECISIONS, Runtime
 from posekit.schema import KeypointSchema
 from posekit.structures import InputSpec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "PRECISIONS",
@@ -34,7 +37,6 @@ __all__ = [
     "Maps",
     "Predictor",
     "Runtime",
-    "TorchRuntime",
     "create_predictor",
 ]
 
@@ -61,6 +63,8 @@ def create_predictor(
         options: the family's predictor options (bottom-up: ``input_height``, ``scales``,
             ``flip``, ``decode_config``).
     """
+    from posekit.inference.torch_runtime import TorchRuntime  # torch only to run a torch module
+
     if codec.family not in PREDICTORS:
         raise ConfigError(f"no predictor for family {codec.family!r}; known: {sorted(PREDICTORS)}")
     runtime = TorchRuntime(

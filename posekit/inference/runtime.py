@@ -1,38 +1,25 @@
-"""Runtimes: what runs the network for a predictor. ``TorchRuntime`` runs a torch module.
+"""Runtimes: what runs the network for a predictor (the protocol; no torch here).
 
 A runtime takes a preprocessed batch, (B, H, W, 3) float32 NHWC (``inference.preprocess``), and
 returns the network's final outputs as float32 NumPy arrays (B, C, h, w), in the order of the
-codec's layout. Predictors only see that contract, so an exported file can back them later with
-the same preprocessing and decoding.
+codec's layout. Predictors only see that contract: ``inference.torch_runtime.TorchRuntime`` backs
+it with a torch module today, an exported file can back it with the same preprocessing and
+decoding.
 
 Model contract: ``model(x)`` returns a list of stages, each a tuple of outputs in layout order
 (first stage first); inference uses the last stage.
-
-Speed (CPU): ``TorchRuntime`` runs a copy of the model with every BatchNorm folded into the conv
-before it (exact in eval mode) in channels-last memory format; the NHWC batch *is* that layout, so
-it goes in without a transpose or copy; forward passes run under ``torch.inference_mode`` and,
-with ``precision="bfloat16"``, bfloat16 autocast. ``torch.set_num_threads`` is the caller's.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
 from typing import Protocol
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from posekit.errors import ConfigError
-
-logger = logging.getLogger(__name__)
-
-__all__ = ["PRECISIONS", "Runtime", "TorchRuntime"]
+__all__ = ["PRECISIONS", "Runtime"]
 
 PRECISIONS = ("float32", "bfloat16")
-"""Forward-pass precisions of ``TorchRuntime``."""
+"""Forward-pass precisions a runtime may offer."""
 
 
 class Runtime(Protocol):
@@ -41,71 +28,3 @@ class Runtime(Protocol):
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         """(B, H, W, 3) float32 NHWC input -> the last stage's outputs, float32 (B, C, h, w)."""
         ...
-
-
-class TorchRuntime:
-    """A torch module as a ``Runtime``.
-
-    Args:
-        model: returns a list of per-stage output tuples (the model contract above).
-        device: torch device.
-        channels_last: run in channels-last memory format on CPU (faster for these networks).
-        fold_batchnorm: fold each BatchNorm into the conv before it (fewer passes over memory).
-        precision: ``"float32"`` (default) or ``"bfloat16"``: the forward pass under bfloat16
-            autocast (about 1.7x faster on CPUs with native bfloat16, AVX512-BF16 / AMX; slower
-            elsewhere); outputs are returned as float32 either way.
-
-    With ``channels_last`` or ``fold_batchnorm`` the runtime runs a copy of ``model`` (in eval
-    mode, on ``device``) and never modifies the model given; otherwise it runs ``model`` itself,
-    switched to eval mode and moved to ``device``.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        device: str | torch.device = "cpu",
-        channels_last: bool = True,
-        fold_batchnorm: bool = True,
-        precision: str = "float32",
-    ) -> None:
-        if precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.device = torch.device(device)
-        self.channels_last = channels_last and self.device.type == "cpu"
-        self.autocast = torch.bfloat16 if precision == "bfloat16" else None
-        if self.channels_last or fold_batchnorm:
-            model = copy.deepcopy(model)
-        self.model = model.to(self.device).eval()
-        if fold_batchnorm:
-            _fold(self.model)
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-
-    def tensor(self, batch: np.ndarray) -> torch.Tensor:
-        """The (B, 3, H, W) input tensor of an NHWC batch, on the device (a view on CPU)."""
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2)
-        if not self.channels_last:
-            x = x.contiguous()
-        return x.to(self.device)
-
-    @torch.inference_mode()
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(B, H, W, 3) float32 -> the last stage's outputs as float32 NumPy (B, C, h, w)."""
-        with torch.autocast(
-            self.device.type, dtype=self.autocast, enabled=self.autocast is not None
-        ):
-            outputs = self.model(self.tensor(batch))[-1]
-        return tuple(o.float().cpu().numpy() for o in outputs)
-
-
-def _fold(model: nn.Module) -> None:
-    """Fold, in place, every ``BatchNorm2d`` that follows a ``Conv2d`` in an ``nn.Sequential``
-    into that conv (``torch.nn.utils.fusion``; exact for an eval-mode model); the BatchNorm
-    becomes an ``Identity``."""
-    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
-        for i in range(len(seq) - 1):
-            conv, bn = seq[i], seq[i + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                seq[i] = fuse_conv_bn_eval(conv, bn)
-                seq[i + 1] = nn.Identity()

@@ -5,9 +5,9 @@
 - a **posekit checkpoint** (``format: "posekit-checkpoint"``, written by ``engine.trainer``, also
   posekit 0.1's): the model is rebuilt from its record (``models.record.ModelRecord``: family,
   model name and options, schema, codec, input spec);
-- the **official Lightweight OpenPose training checkpoint** (``{"state_dict": {"model.*", "cpm.*",
-  "initial_stage.*", "refinement_stages.N.*"}, "optimizer": ...}``, or that bare state_dict): read
-  as ``lwop_mobilenet`` with schema ``openpose18`` and as many refinement stages as its keys hold;
+- a **published file in its authors' layout** (``zoo.from_published_file``: the official
+  Lightweight OpenPose training checkpoint, read as ``lwop_mobilenet`` with schema
+  ``openpose18`` and as many refinement stages as its keys hold);
 - a **published name** (``load_model(weights="lwop_mobilenet")``, a ``zoo.MODELS`` or
   ``zoo.WEIGHTS`` name): the zoo's published weights, downloaded once into the cache
   (``models.weights.download_weights``), or random weights with ``random_weights=True``.
@@ -19,7 +19,6 @@ file, or one made for another schema, is a ``CheckpointError`` naming the file a
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,6 @@ from posekit.codecs.base import Codec
 from posekit.errors import CheckpointError, ConfigError
 from posekit.inference import create_predictor
 from posekit.models import zoo
-from posekit.models.bottomup import LightweightOpenPose
 from posekit.models.record import FORMAT, ModelRecord, load_checkpoint
 from posekit.models.weights import WeightsInfo
 from posekit.schema import KeypointSchema
@@ -42,8 +40,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_HEIGHT", "LoadedModel", "load_model"]
 
-_LWOP_PREFIXES = ("model.", "cpm.", "initial_stage.")
-_LWOP_WEIGHTS = "lwop_mobilenet_coco"  # the published weights whose layout the official file has
 DEFAULT_HEIGHT = InputSpec().height
 """Input height when nothing better is known (the Lightweight OpenPose demo's)."""
 
@@ -135,13 +131,14 @@ def _from_file(path: Path) -> LoadedModel:
     obj = load_checkpoint(path)
     if obj.get("format") == FORMAT:
         return _from_posekit(path, obj)
-    state = obj.get("state_dict", obj)
-    if isinstance(state, Mapping) and any(str(k).startswith(_LWOP_PREFIXES) for k in state):
-        return _from_official(path, state)
+    published = zoo.from_published_file(path, obj)
+    if published is not None:
+        model, info = published
+        return LoadedModel(model.eval(), _published_record(info, model), str(path))
     raise CheckpointError(
-        f"checkpoint {path} is neither a posekit checkpoint (format {FORMAT!r}) nor a "
-        f"Lightweight OpenPose training checkpoint (a 'state_dict' with model.*, cpm.*, "
-        f"initial_stage.* keys); top-level keys: {sorted(map(str, obj))[:10]}"
+        f"checkpoint {path} is neither a posekit checkpoint (format {FORMAT!r}) nor a published "
+        f"file in its authors' layout ({zoo.PUBLISHED_LAYOUTS}); top-level keys: "
+        f"{sorted(map(str, obj))[:10]}"
     )
 
 
@@ -165,14 +162,6 @@ def _published_record(info: WeightsInfo, model: nn.Module) -> ModelRecord:
         input_spec=info.input,
         model_options=getattr(model, "options", {}),
     )
-
-
-def _from_official(path: Path, state: Mapping[str, Any]) -> LoadedModel:
-    info = zoo.WEIGHTS[_LWOP_WEIGHTS]
-    stages = {int(m.group(1)) for k in state if (m := re.match(r"refinement_stages\.(\d+)\.", k))}
-    model = LightweightOpenPose(info.schema, num_refinement_stages=max(stages, default=-1) + 1)
-    zoo.load_lwop_checkpoint(path, model)
-    return LoadedModel(model.eval(), _published_record(info, model), str(path))
 
 
 # ---------------------------------------------------------------------- published names

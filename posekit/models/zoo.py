@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ __all__ = [
     "default_codec",
     "download_weights",
     "from_pretrained",
+    "from_published_file",
     "load_lwop_checkpoint",
     "load_weights",
     "lwop_mobilenet",
@@ -423,3 +425,32 @@ def load_lwop_checkpoint(
             model.schema.name,
         )
     return load_weights(model, path_or_state, strict=strict)
+
+
+_LWOP_PREFIXES = ("model.", "cpm.", "initial_stage.")
+
+PUBLISHED_LAYOUTS = (
+    "the Lightweight OpenPose training checkpoint: a 'state_dict' with model.*, cpm.*, "
+    "initial_stage.* keys"
+)
+"""The authors' file layouts ``from_published_file`` reads, for messages."""
+
+
+def from_published_file(
+    path: str | Path, obj: Mapping[str, Any]
+) -> tuple[nn.Module, WeightsInfo] | None:
+    """The model of a published weights file in its authors' own layout, with the published
+    record it matches, or None when ``obj`` (the loaded file) has no known layout.
+
+    Known: the official Lightweight OpenPose training checkpoint (``{"state_dict": {"model.*",
+    "cpm.*", "initial_stage.*", "refinement_stages.N.*"}, "optimizer": ...}`` or that bare
+    state_dict), read as ``lwop_mobilenet`` with as many refinement stages as its keys hold.
+    """
+    state = obj.get("state_dict", obj)
+    if not isinstance(state, Mapping) or not any(str(k).startswith(_LWOP_PREFIXES) for k in state):
+        return None
+    info = _LWOP_COCO
+    stages = {int(m.group(1)) for k in state if (m := re.match(r"refinement_stages\.(\d+)\.", k))}
+    model = LightweightOpenPose(info.schema, num_refinement_stages=max(stages, default=-1) + 1)
+    load_lwop_checkpoint(path, model)
+    return model, info

@@ -20,7 +20,7 @@ def test_scalars_and_images_are_logged(tmp_path):
             "train.batch_size=2",
             "train.epochs=1",
             "train.log_images=2",
-            "model.num_refinement_stages=1",
+            "model.options.num_refinement_stages=1",
             f"out={tmp_path / 'run'}",
         ],
     )

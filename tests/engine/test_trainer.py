@@ -66,9 +66,11 @@ def test_refuses_to_overwrite_a_run(tmp_path):
 
 def test_stride_must_match_the_model(tmp_path):
     with pytest.raises(
-        ConfigError, match=r"data\.stride=16 but model 'paf_tiny' has output stride 8"
+        ConfigError, match=r"codec\.stride=16 but model 'paf_tiny' has output stride 8"
     ):
-        Trainer(_config(tmp_path / "run", "data.stride=16"), progress=False)
+        Trainer(_config(tmp_path / "run", "codec.stride=16"), progress=False)
+    with pytest.raises(ConfigError, match=r"codec: codec 'paf': unknown parameter\(s\) \['sigm'\]"):
+        Trainer(_config(tmp_path / "run", "codec.sigm=3"), progress=False)
 
 
 def test_amp_picks_the_precision_the_device_computes_fast(monkeypatch):
@@ -104,3 +106,26 @@ def test_asymmetric_schema_validates_without_flip_test(tmp_path):
     )
     result = run.fit()
     assert 0.0 <= result.best_ap <= 1.0 and run.config.train.val_flip
+
+
+def test_a_corrupt_validation_image_is_skipped_and_reported(tmp_path, caplog):
+    first = Trainer(_config(tmp_path / "make", "train.epochs=1"), progress=False)
+    synth = first.run_dir / "synth"  # the tiny run's synthetic files, reused as real data
+    val_images = sorted((synth / "images/val").iterdir())
+    val_images[0].write_bytes(b"\xff\xd8 a truncated JPEG")
+    config = _config(
+        tmp_path / "run",
+        "train.epochs=1",
+        f"data.train_ann={synth / 'annotations/train.json'}",
+        f"data.train_images={synth / 'images/train'}",
+        f"data.val_ann={synth / 'annotations/val.json'}",
+        f"data.val_images={synth / 'images/val'}",
+    )
+    with caplog.at_level("WARNING"):
+        result = Trainer(config, progress=False).fit()
+    assert result.epochs == 1 and 0.0 <= result.best_ap <= 1.0
+    assert result.history[-1]["val_skipped_images"] == 1
+    line = json.loads((tmp_path / "run/metrics.jsonl").read_text().splitlines()[-1])
+    assert line["val_skipped_images"] == 1
+    assert "validation: 1 image(s) could not be read and were left out of the score" in caplog.text
+    assert val_images[0].name in caplog.text  # the warning names the file

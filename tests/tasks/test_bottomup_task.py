@@ -1,0 +1,83 @@
+"""The bottom-up task: items (augmented images + PAF targets), batches, skipped images, loss parts,
+the validation predictor."""
+
+from __future__ import annotations
+
+import pytest
+
+from posekit.codecs.paf import PafCodec
+from posekit.data.coco import CocoKeypointDataset
+from posekit.data.synth import SynthConfig, write_dataset
+from posekit.data.transforms import AugmentConfig, RandomAffine
+from posekit.errors import ConfigError
+from posekit.inference import BottomUpPredictor
+from posekit.models.zoo import build_model
+from posekit.schema import KeypointSchema
+from posekit.tasks import TASKS, BottomUpTask, collate
+from posekit.tasks.bottomup import BottomUpItems
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    schema = KeypointSchema.named("coco_person_neck")
+    ann = write_dataset(
+        out, schema, SynthConfig(num_images=6, image_size=(96, 96), seed=3), progress=False
+    )
+    return ann, out / "images/train", schema
+
+
+def test_items_and_batches(synth):
+    ann, images, schema = synth
+    ds = CocoKeypointDataset(ann, images, schema=schema)
+    ds.transform = RandomAffine(schema, AugmentConfig(input_size=(64, 64)))
+    codec = PafCodec(schema)
+    targets = BottomUpItems(ds, codec, (64, 64))
+    item = targets[0]
+    t = item.targets
+    assert item.image.shape == (3, 64, 64) and t["heatmaps"].shape == (19, 8, 8)
+    assert t["pafs"].shape == (38, 8, 8) and t["mask"].shape == (8, 8)
+    assert float(item.image.abs().max()) <= 0.5
+    batch = collate([targets[0], None, targets[1]])
+    assert len(batch) == 2 and batch.skipped == 1
+    assert collate([None]).skipped == 1 and collate([]) is None
+
+
+def test_unreadable_image_is_skipped(synth, tmp_path):
+    ann, images, schema = synth
+    broken = tmp_path / "images"
+    broken.mkdir()
+    for p in images.iterdir():
+        (broken / p.name).symlink_to(p)
+    first = sorted(broken.iterdir())[0]
+    first.unlink()
+    first.write_bytes(b"not a jpeg")
+    ds = CocoKeypointDataset(ann, broken, schema=schema)
+    ds.transform = RandomAffine(schema, AugmentConfig(input_size=(64, 64)))
+    targets = BottomUpItems(ds, PafCodec(schema), (64, 64))
+    assert sum(targets[i] is None for i in range(len(targets))) == 1
+
+
+def test_task_items_loss_parts_and_predictor(synth):
+    ann, images, schema = synth
+    codec = PafCodec(schema)
+    task = BottomUpTask(codec, AugmentConfig(input_size=(64, 64)), stage_weights=[0.5, 1.0])
+    assert TASKS["bottomup"] is BottomUpTask and task.family == codec.family == "bottomup"
+    items = task.train_dataset(CocoKeypointDataset(ann, images, schema=schema))
+    batch = collate([items[0], items[1]])
+    model = build_model("paf_tiny", codec=codec, num_refinement_stages=1)
+    loss = task.loss(model(batch.images), batch)
+    assert set(loss.parts) == set(task.loss_names) == {"heatmaps", "pafs"}
+    assert all(len(v) == 2 for v in loss.parts.values())  # one value per stage
+    expected = sum(w * (h + p) for w, h, p in zip([0.5, 1.0], *loss.parts.values(), strict=True))
+    assert float(loss.total.detach()) == pytest.approx(expected, rel=1e-5)
+    predictor = task.predictor(model, flip=True, device="cpu", channels_last=False)
+    assert isinstance(predictor, BottomUpPredictor) and predictor.flip
+    assert predictor.input_height == 64 and task.input_spec.height == 64
+    assert predictor.runtime.model is not model  # validation runs a folded copy
+
+
+def test_task_refuses_an_input_size_off_the_stride():
+    codec = PafCodec(KeypointSchema.named("coco_person"))
+    with pytest.raises(ConfigError, match="multiples of the stride 8"):
+        BottomUpTask(codec, AugmentConfig(input_size=(60, 64)))
