@@ -34,6 +34,7 @@ from posekit.schema import KeypointSchema
 
 __all__ = [
     "STRIDE",
+    "PafNetwork",
     "LightweightOpenPose",
     "OpenPoseVGG19",
     "OutputConv",
@@ -108,6 +109,52 @@ def _num_stages(num_refinement_stages: int) -> int:
             f"num_refinement_stages must be an int >= 0, got {num_refinement_stages!r}"
         )
     return num_refinement_stages
+
+
+class PafNetwork(nn.Module):
+    """What the PAF networks share: schema, codec layout, stride 8, and a chain of stages.
+
+    A subclass builds ``initial_stage`` and ``refinement_stages`` after ``super().__init__`` and
+    implements ``features``; each refinement stage sees the previous stage's maps concatenated
+    with the features: ``(features, heatmaps, pafs)``, or ``(pafs, heatmaps, features)`` when
+    ``cmu_order`` (OpenPose's order).
+    """
+
+    cmu_order = False
+    initial_stage: nn.Module
+    refinement_stages: nn.ModuleList
+
+    def __init__(self, schema: KeypointSchema, layout: OutputLayout | None) -> None:
+        super().__init__()
+        self.schema = schema
+        self.stride = STRIDE
+        self.layout = _checked_layout(schema, layout)
+        self.num_heatmaps, self.num_pafs = self.layout.channels
+
+    @property
+    def num_refinement_stages(self) -> int:
+        """Number of refinement stages (``len(forward(x)) - 1``)."""
+        return len(self.refinement_stages)
+
+    @property
+    def options(self) -> dict[str, int]:
+        """The builder options that rebuild this network (``zoo.build_model(name, **options)``)."""
+        return {"num_refinement_stages": self.num_refinement_stages}
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, 3, H, W)`` -> the features every stage sees, ``(B, C, H/8, W/8)``."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> StageOutputs:
+        """``x (B, 3, H, W)`` -> list of ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``."""
+        _check_input(x)
+        features = self.features(x)
+        outputs = [self.initial_stage(features)]
+        for stage in self.refinement_stages:
+            heatmaps, pafs = outputs[-1]
+            parts = [pafs, heatmaps, features] if self.cmu_order else [features, heatmaps, pafs]
+            outputs.append(stage(torch.cat(parts, dim=1)))
+        return outputs
 
 
 # ---------------------------------------------------------------- Lightweight OpenPose
@@ -200,7 +247,7 @@ class RefinementStage(nn.Module):
         return self.heatmaps(x), self.pafs(x)
 
 
-class LightweightOpenPose(nn.Module):
+class LightweightOpenPose(PafNetwork):
     """Lightweight OpenPose (Osokin, 2018): MobileNetV1 trunk -> CPM -> initial stage -> refinement.
 
     Each refinement stage sees ``concat(features (128), heatmaps (K+1), pafs (2L))`` of the
@@ -224,11 +271,7 @@ class LightweightOpenPose(nn.Module):
         num_refinement_stages: int = 1,
         layout: OutputLayout | None = None,
     ) -> None:
-        super().__init__()
-        self.schema = schema
-        self.stride = STRIDE
-        self.layout = _checked_layout(schema, layout)
-        self.num_heatmaps, self.num_pafs = self.layout.channels
+        super().__init__(schema, layout)
         channels = 128
         self.model = MobileNetV1Trunk()
         self.cpm = Cpm(self.model.out_channels, channels)
@@ -245,29 +288,13 @@ class LightweightOpenPose(nn.Module):
         init_weights(self)
 
     @property
-    def num_refinement_stages(self) -> int:
-        """Number of refinement stages (``len(forward(x)) - 1``)."""
-        return len(self.refinement_stages)
-
-    @property
-    def options(self) -> dict[str, int]:
-        """The builder options that rebuild this network (``zoo.build_model(name, **options)``)."""
-        return {"num_refinement_stages": self.num_refinement_stages}
-
-    @property
     def backbone(self) -> nn.Module:
         """The MobileNetV1 trunk (``self.model``, named so to match the published keys)."""
         return self.model
 
-    def forward(self, x: torch.Tensor) -> StageOutputs:
-        """``x (B, 3, H, W)`` -> list of ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``."""
-        _check_input(x)
-        features = self.cpm(self.model(x))
-        outputs = [self.initial_stage(features)]
-        for stage in self.refinement_stages:
-            heatmaps, pafs = outputs[-1]
-            outputs.append(stage(torch.cat([features, heatmaps, pafs], dim=1)))
-        return outputs
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """MobileNet trunk, then the CPM: ``(B, 128, H/8, W/8)``."""
+        return self.cpm(self.model(x))
 
 
 # ---------------------------------------------------------------- OpenPose (CMU, VGG19)
@@ -317,7 +344,7 @@ class OpenPoseStage(nn.Module):
         return self.heatmaps(x), self.pafs(x)
 
 
-class OpenPoseVGG19(nn.Module):
+class OpenPoseVGG19(PafNetwork):
     """OpenPose (Cao et al., CVPR 2017): VGG19 conv1_1-conv4_2, two CPM convs, multi-stage branches.
 
     ``backbone`` (``VGG19Trunk``, stride 8) -> ``cpm`` (conv4_3_CPM 3x3 512->256 + ReLU,
@@ -335,6 +362,8 @@ class OpenPoseVGG19(nn.Module):
     num_refinement_stages`` pairs ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``.
     """
 
+    cmu_order = True
+
     def __init__(
         self,
         schema: KeypointSchema,
@@ -342,11 +371,7 @@ class OpenPoseVGG19(nn.Module):
         num_refinement_stages: int = 5,
         layout: OutputLayout | None = None,
     ) -> None:
-        super().__init__()
-        self.schema = schema
-        self.stride = STRIDE
-        self.layout = _checked_layout(schema, layout)
-        self.num_heatmaps, self.num_pafs = self.layout.channels
+        super().__init__(schema, layout)
         channels = 128
         self.backbone = VGG19Trunk()
         self.cpm = nn.Sequential(
@@ -369,25 +394,9 @@ class OpenPoseVGG19(nn.Module):
         )
         init_weights(self)
 
-    @property
-    def num_refinement_stages(self) -> int:
-        """Number of refinement stages (``len(forward(x)) - 1``)."""
-        return len(self.refinement_stages)
-
-    @property
-    def options(self) -> dict[str, int]:
-        """The builder options that rebuild this network (``zoo.build_model(name, **options)``)."""
-        return {"num_refinement_stages": self.num_refinement_stages}
-
-    def forward(self, x: torch.Tensor) -> StageOutputs:
-        """``x (B, 3, H, W)`` -> list of ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``."""
-        _check_input(x)
-        features = self.cpm(self.backbone(x))
-        outputs = [self.initial_stage(features)]
-        for stage in self.refinement_stages:
-            heatmaps, pafs = outputs[-1]
-            outputs.append(stage(torch.cat([pafs, heatmaps, features], dim=1)))
-        return outputs
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """VGG19 trunk, then the two CPM convs: ``(B, 128, H/8, W/8)``."""
+        return self.cpm(self.backbone(x))
 
 
 # ---------------------------------------------------------------- small residual PAF network
@@ -426,7 +435,7 @@ class TinyPafStage(nn.Module):
         return self.heatmaps(x), self.pafs(x)
 
 
-class PafTiny(nn.Module):
+class PafTiny(PafNetwork):
     """A small residual PAF network for training from scratch on a CPU (~1.7M parameters).
 
     ``ResidualTrunk`` (stride 8, ``2 * width`` channels) -> initial stage (a 3x3 head per output)
@@ -455,11 +464,7 @@ class PafTiny(nn.Module):
         width: int = 64,
         layout: OutputLayout | None = None,
     ) -> None:
-        super().__init__()
-        self.schema = schema
-        self.stride = STRIDE
-        self.layout = _checked_layout(schema, layout)
-        self.num_heatmaps, self.num_pafs = self.layout.channels
+        super().__init__(schema, layout)
         self.width = width
         self.backbone = ResidualTrunk(width)
         channels = self.backbone.out_channels
@@ -475,21 +480,10 @@ class PafTiny(nn.Module):
         )
 
     @property
-    def num_refinement_stages(self) -> int:
-        """Number of refinement stages (``len(forward(x)) - 1``)."""
-        return len(self.refinement_stages)
-
-    @property
     def options(self) -> dict[str, int]:
         """The builder options that rebuild this network (``zoo.build_model(name, **options)``)."""
-        return {"num_refinement_stages": self.num_refinement_stages, "width": self.width}
+        return {**super().options, "width": self.width}
 
-    def forward(self, x: torch.Tensor) -> StageOutputs:
-        """``x (B, 3, H, W)`` -> list of ``(heatmaps (B, K+1, H/8, W/8), pafs (B, 2L, H/8, W/8))``."""
-        _check_input(x)
-        features = self.backbone(x)
-        outputs = [self.initial_stage(features)]
-        for stage in self.refinement_stages:
-            heatmaps, pafs = outputs[-1]
-            outputs.append(stage(torch.cat([features, heatmaps, pafs], dim=1)))
-        return outputs
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual trunk: ``(B, 2 * width, H/8, W/8)``."""
+        return self.backbone(x)
