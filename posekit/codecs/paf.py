@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from posekit.codecs import paf_grouping
+from posekit.codecs import paf_grouping, paf_limbs
 from posekit.codecs.base import ArrayLike, OutputLayout, OutputSpec, Targets, check_params
 from posekit.codecs.peaks import add_close_peaks, find_peaks
 from posekit.errors import ConfigError, SchemaError
@@ -127,7 +127,7 @@ class PafDecodeConfig:
             "paf_samples": isinstance(self.paf_samples, int) and self.paf_samples >= 2,
             "paf_min_score": -1.0 <= self.paf_min_score < 1.0,
             "paf_min_fraction": 0.0 <= self.paf_min_fraction <= 1.0,
-            "matching": self.matching in paf_grouping.MATCHING_METHODS,
+            "matching": self.matching in paf_limbs.MATCHING_METHODS,
             "fragment_reach": self.fragment_reach >= 0.0,
             "max_peaks": isinstance(self.max_peaks, int) and self.max_peaks >= 1,
             "min_keypoints": isinstance(self.min_keypoints, int) and self.min_keypoints >= 1,
@@ -431,9 +431,9 @@ class PafCodec:
                 max_per_channel=cfg.max_peaks,
                 refine=cfg.refine,
             )
-        scoring = paf_grouping.LimbScoring(cfg.paf_samples, cfg.paf_min_score, cfg.paf_min_fraction)
-        candidates = paf_grouping.score_limbs(pafs, peaks, self._limb_src, self._limb_dst, scoring)
-        connections = paf_grouping.match_limbs(
+        scoring = paf_limbs.LimbScoring(cfg.paf_samples, cfg.paf_min_score, cfg.paf_min_fraction)
+        candidates = paf_limbs.score_limbs(pafs, peaks, self._limb_src, self._limb_dst, scoring)
+        connections = paf_limbs.match_limbs(
             candidates, peaks, self._limb_src, self._limb_dst, method=cfg.matching
         )
         slots = paf_grouping.assemble(connections, peaks, k)
@@ -446,7 +446,7 @@ class PafCodec:
             cfg.fragment_reach,
             self._limb_mirror,
             lambda limb, src, dst: (
-                paf_grouping.mean_alignment(pafs, peaks.xy, limb, src, dst, cfg.paf_samples)
+                paf_limbs.mean_alignment(pafs, peaks.xy, limb, src, dst, cfg.paf_samples)
                 > cfg.paf_min_score
             ),
             lone_scale=0.5 * pafs.shape[1],

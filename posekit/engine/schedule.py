@@ -1,4 +1,5 @@
-"""Learning-rate schedule: a pure function of (iteration, epoch) plus the plateau state.
+"""The optimizer (``build_optimizer``) and the learning-rate schedule: a pure function of
+(iteration, epoch) plus the plateau state.
 
 Being a function of the position (not a chain of in-place updates) makes a resumed run use exactly
 the learning rates of an uninterrupted one. Kinds: ``constant``; ``step`` (times ``gamma`` at each
@@ -13,7 +14,25 @@ import bisect
 import math
 from typing import Any
 
-from posekit.config import ScheduleConfig
+import torch
+
+from posekit.config import OptimConfig, ScheduleConfig
+
+
+def build_optimizer(model: torch.nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
+    """``sgd`` (momentum, Nesterov), ``adam`` or ``adamw`` over the trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.name == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
+    if config.name == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 class LrSchedule:

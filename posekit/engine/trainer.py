@@ -18,18 +18,15 @@ the position, so ``--resume auto`` after a kill continues the very same trajecto
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import logging
 import math
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -39,11 +36,12 @@ from posekit.codecs import build_codec
 from posekit.codecs.base import Codec
 from posekit.config import Config, config_to_dict, save_config
 from posekit.data.coco import CocoKeypointDataset
+from posekit.devices import amp_dtype, keep_freed_memory
 from posekit.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
 from posekit.engine.data import EpochSampler
 from posekit.engine.distributed import init_distributed
-from posekit.engine.evaluate import evaluate_coco, predict_dataset
-from posekit.engine.schedule import LrSchedule
+from posekit.engine.schedule import LrSchedule, build_optimizer
+from posekit.engine.validation import Validator
 from posekit.errors import CheckpointError, ConfigError, TrainingError
 from posekit.models import zoo
 from posekit.models.losses import LossParts
@@ -132,11 +130,11 @@ class Trainer:
         self.model.to(self.device)
         self.channels_last = config.train.channels_last and self.device.type == "cpu"
         if self.device.type == "cpu":
-            _keep_freed_memory()
+            keep_freed_memory()
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.net = DistributedDataParallel(self.model) if self.ctx.enabled else self.model
-        self.optimizer = _optimizer(self.model, config)
+        self.optimizer = build_optimizer(self.model, config.optim)
         self.items = self.task.train_dataset(self.train_set)
         self.sampler = EpochSampler(
             len(self.items),
@@ -148,7 +146,7 @@ class Trainer:
         self.schedule = LrSchedule(
             config.schedule, config.optim.lr, config.train.epochs, self.iters_per_epoch
         )
-        self.amp_dtype = _amp_dtype(self.device) if config.train.amp else None
+        self.amp_dtype = amp_dtype(self.device) if config.train.amp else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         if self.amp_dtype is not None and self.ctx.is_main:
             logger.info("mixed precision: %s autocast", str(self.amp_dtype).replace("torch.", ""))
@@ -158,7 +156,19 @@ class Trainer:
         self.best_ap = -1.0
         self.skipped_samples = 0
         self.val_skipped = 0
-        self.val_set = self._val_set()
+        self.validator = (
+            Validator(
+                self.val.ann,
+                self.val.images,
+                self.schema,
+                category_id=config.data.category_id,
+                flip=config.train.val_flip,
+                log_images=config.train.log_images,
+                progress=self.progress,
+            )
+            if self.val is not None and self.ctx.is_main
+            else None
+        )
         self.history: list[dict[str, float]] = []
         if self.ctx.is_main:
             logger.info(
@@ -207,24 +217,6 @@ class Trainer:
             _Split(root / "annotations/train.json", root / "images/train"),
             _Split(root / "annotations/val.json", root / "images/val"),
         )
-
-    def _val_set(self) -> CocoKeypointDataset | None:
-        """The validation images (rank 0 only); bad records are skipped and counted."""
-        if self.val is None or not self.ctx.is_main:
-            return None
-        val = CocoKeypointDataset(
-            self.val.ann,
-            self.val.images,
-            schema=self.schema,
-            category_id=self.config.data.category_id,
-            strict=False,
-        )
-        if val.problems:
-            logger.warning(
-                "validation data: %d bad record(s) skipped; run `posekit check-data`",
-                len(val.problems),
-            )
-        return val
 
     def _resume(self, resume: str | None) -> None:
         last = self.run_dir / "last.pt"
@@ -454,52 +446,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> float:
-        """COCO OKS AP of the current model on the validation split (rank 0).
-
-        Images that cannot be read are skipped, counted (``val_skipped_images`` in the epoch's
-        metrics) and left out of the score, as unreadable training images are.
-        """
-        if self.val is None or self.val_set is None:
+        """COCO OKS AP of the current model on the validation split (rank 0); unreadable images
+        are skipped and counted (``val_skipped_images`` in the epoch's metrics)."""
+        if self.validator is None:
             raise TrainingError("validate() needs a validation split (data.val_ann)")
-        predictor = self.task.predictor(
+        result = self.validator(
+            self.task,
             self.model,
-            flip=self.config.train.val_flip,
             device=self.device,
             channels_last=self.channels_last,  # the predictor runs a copy of the model
+            writer=self.writer,
+            step=self.iteration,
         )
-        drawn: list[np.ndarray] = []
-
-        def draw(image: np.ndarray, poses: list) -> None:
-            if self.writer is not None and len(drawn) < self.config.train.log_images:
-                drawn.append(_draw(image, poses, self.schema))
-
-        result = predict_dataset(
-            predictor, self.val_set, progress=self.progress, desc="validate", on_image=draw
-        )
-        self.val_skipped = len(result.skipped)
-        if result.skipped:
-            logger.warning(
-                "validation: %d image(s) could not be read and were left out of the score",
-                len(result.skipped),
-            )
-        metrics = evaluate_coco(
-            self.val.ann,
-            result.poses,
-            self.schema,
-            category_id=self.config.data.category_id,
-            image_ids=result.poses.keys(),
-        )
-        if self.writer is not None:
-            for key, value in metrics.items():
-                if not math.isnan(value):
-                    self.writer.add_scalar(f"val/{key}", value, self.iteration)
-            for n, image in enumerate(drawn):
-                self.writer.add_image(
-                    f"val/image{n}", image[..., ::-1].copy(), self.iteration, dataformats="HWC"
-                )
+        self.val_skipped = result.skipped
         self.model.train()
-        ap = metrics["AP"]
-        return 0.0 if math.isnan(ap) else ap
+        return result.ap
 
     def _log_epoch(self, metrics: dict[str, float]) -> None:
         if not self.ctx.is_main:
@@ -513,45 +474,6 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- helpers
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc malloc.h mallopt() parameters
-_KEEP_BYTES = 1 << 30
-
-
-def _amp_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast type of ``train.amp`` on ``device``: float16 (with loss scaling) on CUDA,
-    bfloat16 on a CPU that computes it natively (AVX512-BF16 or AMX, where it trains about twice
-    as fast), else None: float32 (emulated bfloat16 would be slower)."""
-    if device.type == "cuda":
-        return torch.float16
-    if device.type == "cpu":
-        checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu, private
-        if any(getattr(torch.cpu, name, lambda: False)() for name in checks):
-            return torch.bfloat16
-    return None
-
-
-def _keep_freed_memory() -> None:
-    """Let glibc's malloc keep freed memory for reuse instead of handing it back to the OS.
-
-    By default glibc serves blocks above a dynamic threshold (at most 32 MiB) with fresh ``mmap``
-    pages and unmaps them when freed, so each CPU training step touches every activation page
-    anew: about 50,000 page faults per step and a fifth of the step time for lwop_mobilenet at
-    192 x 192, batch 8, on 2 cores (PyTorch's CPU tuning guide swaps the allocator for the same
-    reason). Raising the mmap and trim thresholds to 1 GiB makes freed blocks get reused. It is a
-    process-wide setting; other C libraries are left alone.
-    """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    ok = libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES) and libc.mallopt(
-        _M_TRIM_THRESHOLD, _KEEP_BYTES
-    )
-    logger.debug("glibc malloc keeps freed memory: %s", bool(ok))
-
-
 def _codec(config: Config, schema: KeypointSchema) -> Codec:
     """The config's ``codec:`` (name + parameters; default the model's codec) for ``schema``."""
     params = dict(config.codec)
@@ -566,27 +488,6 @@ def _codec(config: Config, schema: KeypointSchema) -> Codec:
         return build_codec(str(name), schema, **params)
     except ConfigError as exc:
         raise ConfigError(f"codec: {exc}") from None
-
-
-def _optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
-    o = config.optim
-    params = [p for p in model.parameters() if p.requires_grad]
-    if o.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
-        )
-    if o.name == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-
-
-def _draw(image: np.ndarray, poses: list, schema: KeypointSchema) -> np.ndarray:
-    from posekit.visualize import draw_poses
-
-    kpts = (
-        np.stack([p.keypoints for p in poses]) if poses else np.zeros((0, schema.num_keypoints, 3))
-    )
-    return draw_poses(image, kpts, schema, threshold=0.1)
 
 
 def _tensorboard(path: Path) -> Any:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from posekit import KeypointSchema
+from posekit.codecs.peaks import Peaks
 from posekit.data.synth import SynthConfig, generate_image
 
 
@@ -51,6 +52,18 @@ def make_grid_scene(
         kpts[..., 1] += (i // cols) * tile
         parts.append(np.where(kpts[..., 2:] > 0, kpts, 0.0))
     return np.concatenate(parts).astype(np.float32)
+
+
+def make_peaks(xy: list[tuple[float, float]], kind: list[int], num_types: int) -> Peaks:
+    """``Peaks`` at ``xy`` of types ``kind`` (score 1), sorted by type as ``find_peaks`` gives."""
+    order = np.argsort(kind, kind="stable")
+    kind_arr = np.asarray(kind)[order]
+    return Peaks(
+        xy=np.asarray(xy, dtype=np.float32)[order],
+        score=np.ones(len(kind), dtype=np.float32),
+        kind=kind_arr,
+        starts=np.searchsorted(kind_arr, np.arange(num_types + 1)),
+    )
 
 
 @pytest.fixture

@@ -74,14 +74,14 @@ def test_stride_must_match_the_model(tmp_path):
 
 
 def test_amp_picks_the_precision_the_device_computes_fast(monkeypatch):
-    from posekit.engine import trainer
+    from posekit.devices import amp_dtype
 
-    assert trainer._amp_dtype(torch.device("cuda")) is torch.float16
+    assert amp_dtype(torch.device("cuda")) is torch.float16
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    assert trainer._amp_dtype(torch.device("cpu")) is None  # emulated bfloat16: stay float32
+    assert amp_dtype(torch.device("cpu")) is None  # emulated bfloat16: stay float32
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
-    assert trainer._amp_dtype(torch.device("cpu")) is torch.bfloat16
+    assert amp_dtype(torch.device("cpu")) is torch.bfloat16
 
 
 def test_amp_off_trains_in_float32(tmp_path):
