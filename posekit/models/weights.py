@@ -32,7 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from posekit.errors import CheckpointError, WeightsDownloadError
-from posekit.models.bottomup import OutputConv
+from posekit.models.heads.paf import OutputConv
 from posekit.models.record import load_checkpoint
 from posekit.schema import KeypointSchema
 from posekit.structures import InputSpec

@@ -13,13 +13,8 @@ from posekit.models.backbones import (
     VGG19Trunk,
     vgg19_trunk_state_from_torchvision,
 )
-from posekit.models.bottomup import (
-    STRIDE,
-    LightweightOpenPose,
-    OpenPoseVGG19,
-    OutputConv,
-    PafTiny,
-)
+from posekit.models.bottomup import STRIDE, LightweightOpenPose, OpenPoseVGG19, PafTiny
+from posekit.models.heads.paf import OutputConv
 from posekit.schema import KeypointSchema
 
 AP10K = "../shared/data/custom/ap10k/test_ap10k.json"  # relative to the repo root (tests run there)

@@ -1,0 +1,1 @@
+"""Heads: the layers after a trunk that make a codec's outputs (``heads.paf``: PAF stages)."""
