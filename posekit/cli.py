@@ -299,7 +299,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         args.ann, args.images, schema=loaded.schema, category_id=args.category_id, strict=False
     )
     predictor = _predictor(args, loaded)
-    result = predict_dataset(predictor, dataset, desc="eval")
+    result = predict_dataset(lambda image, _: predictor.predict(image), dataset, desc="eval")
     metrics = evaluate_coco(
         args.ann,
         result.poses,

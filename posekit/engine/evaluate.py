@@ -27,7 +27,7 @@ from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
 from posekit.codecs.paf import PafCodec, PafDecodeConfig
-from posekit.data.coco import CocoKeypointDataset, load_coco_json
+from posekit.data.coco import CocoKeypointDataset, ImageRecord, load_coco_json
 from posekit.data.results import (
     PosesPerImage,
     file_index,
@@ -134,41 +134,48 @@ class DatasetPoses:
 
 
 def predict_dataset(
-    predictor: Any,
+    predict: Callable[[np.ndarray, ImageRecord], list[Pose]],
     dataset: CocoKeypointDataset,
     *,
     progress: bool = True,
     desc: str = "predict",
     on_image: Callable[[np.ndarray, list[Pose]], None] | None = None,
 ) -> DatasetPoses:
-    """Run ``predictor.predict`` on every image of ``dataset`` (read ahead in a thread).
+    """Poses of every image of ``dataset`` (images read ahead in a thread).
+
+    Args:
+        predict: ``(image (H, W, 3) uint8 BGR, its record) -> poses in image pixels``, e.g.
+            ``lambda image, rec: predictor.predict(image)``; the record lets a predictor use the
+            ground-truth boxes.
+        dataset: the images and their records.
+        progress, desc: progress bar.
+        on_image: sees each image and its poses (e.g. to draw the first few).
 
     An image that cannot be read (missing, corrupt) is skipped with a warning and listed in
-    ``skipped``, like an unreadable training image; score the rest with ``evaluate_coco(...,
-    image_ids=poses.keys())``. ``on_image(image, poses)`` sees each image and its poses (e.g. to
-    draw the first few).
+    ``skipped``, as an unreadable training image is; score the rest with ``evaluate_coco(...,
+    image_ids=result.poses.keys())``.
     """
 
-    def images() -> Iterator[tuple[int, np.ndarray | str]]:
+    def images() -> Iterator[tuple[ImageRecord, np.ndarray | str]]:
         for i, rec in enumerate(dataset.records):
             try:
-                yield rec.image_id, dataset.load_image(i)
+                yield rec, dataset.load_image(i)
             except DatasetError as exc:
-                yield rec.image_id, str(exc)
+                yield rec, str(exc)
 
     poses: dict[int, list[Pose]] = {}
     skipped: list[tuple[int, str]] = []
     start = time.perf_counter()
     items = tqdm(prefetch(images()), total=len(dataset), desc=desc, unit="image",
                  disable=not progress, leave=False)  # fmt: skip
-    for image_id, image in items:
+    for rec, image in items:
         if isinstance(image, str):
             logger.warning("%s: skipped an unreadable image: %s", desc, image)
-            skipped.append((image_id, image))
+            skipped.append((rec.image_id, image))
             continue
-        poses[image_id] = predictor.predict(image)
+        poses[rec.image_id] = predict(image, rec)
         if on_image is not None:
-            on_image(image, poses[image_id])
+            on_image(image, poses[rec.image_id])
     return DatasetPoses(poses, tuple(skipped), time.perf_counter() - start)
 
 

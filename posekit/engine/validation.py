@@ -102,7 +102,11 @@ class Validator:
                 drawn.append(_draw(image, poses, self.schema))
 
         result = predict_dataset(
-            predictor, self.dataset, progress=self.progress, desc="validate", on_image=draw
+            lambda image, record: task.predict(predictor, image, record),
+            self.dataset,
+            progress=self.progress,
+            desc="validate",
+            on_image=draw,
         )
         if result.skipped:
             logger.warning(

@@ -16,14 +16,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from posekit.codecs.base import Codec
-from posekit.data.coco import CocoKeypointDataset
+from posekit.data.coco import CocoKeypointDataset, ImageRecord
 from posekit.models.losses import LossParts
-from posekit.structures import InputSpec
+from posekit.structures import InputSpec, Pose
 
 __all__ = ["Batch", "Task", "TrainItem", "collate"]
 
@@ -94,6 +95,11 @@ class Task(Protocol):
     def predictor(self, model: nn.Module, *, flip: bool, device: Any, channels_last: bool) -> Any:
         """The family's predictor of ``model`` for validation (flip test when asked and the
         codec supports it)."""
+        ...
+
+    def predict(self, predictor: Any, image: np.ndarray, record: ImageRecord) -> list[Pose]:
+        """Poses of one validation image (its record gives what the family may use, e.g. the
+        ground-truth boxes of a top-down model)."""
         ...
 
     def describe(self) -> str:

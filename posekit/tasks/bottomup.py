@@ -12,17 +12,18 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from posekit.codecs.paf import PafCodec
-from posekit.data.coco import CocoKeypointDataset
+from posekit.data.coco import CocoKeypointDataset, ImageRecord
 from posekit.data.transforms import AugmentConfig, RandomAffine
 from posekit.errors import DatasetError
 from posekit.inference import create_predictor
 from posekit.models.losses import BottomUpLoss, LossParts
-from posekit.structures import InputSpec
+from posekit.structures import InputSpec, Pose
 from posekit.tasks.base import Batch, TrainItem
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,11 @@ class BottomUpTask:
             channels_last=channels_last,
             flip=flip and self.codec.supports_flip,
         )
+
+    def predict(self, predictor: Any, image: np.ndarray, record: ImageRecord) -> list[Pose]:
+        """Poses of the whole image (bottom-up needs no boxes)."""
+        poses: list[Pose] = predictor.predict(image)
+        return poses
 
     def describe(self) -> str:
         """One line for the run's log."""
