@@ -26,7 +26,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
-from posekit.codecs.paf import PafCodec, PafDecodeConfig
+from posekit.codecs.base import Codec
 from posekit.data.coco import CocoKeypointDataset, ImageRecord, load_coco_json
 from posekit.data.results import (
     PosesPerImage,
@@ -181,21 +181,22 @@ def predict_dataset(
 
 def perfect_map_poses(
     records: Iterable[Any],
-    codec: PafCodec,
+    codec: Codec,
     *,
     max_side: int | None = None,
-    config: PafDecodeConfig | None = None,
+    config: Any = None,
 ) -> dict[int, list[Pose]]:
     """Decode the codec's own targets of the ground truth: the AP ceiling of a perfect network.
 
     Each image's labeled instances are encoded as a network trained to perfection would output
-    them, decoded, and mapped back to image pixels, ready for :func:`evaluate_coco`.
+    them (the targets named in ``codec.layout``), decoded, and mapped back to image pixels, ready
+    for :func:`evaluate_coco`. For codecs of whole images (bottom-up).
 
     Args:
         records: ``data.coco.ImageRecord`` s (``image_id``, ``width``, ``height``, ``keypoints``).
-        codec: the PAF codec (stride, sigma, paf_width) of the network.
+        codec: the codec of the network (e.g. ``PafCodec``: stride, sigma, paf_width).
         max_side: None encodes at image resolution; else the image is resized so that its longer
-            side is ``max_side`` input pixels (as ``inference.Predictor`` does). The input is then
+            side is ``max_side`` input pixels (as the bottom-up predictor does). The input is then
             padded to a multiple of the stride at the right and bottom.
         config: decoding parameters (default: the codec's).
 
@@ -210,11 +211,10 @@ def perfect_map_poses(
         place = place_scaled((rec.width, rec.height), scale, scale, codec.stride)
         kpts = np.array(rec.keypoints, dtype=np.float64, copy=True)
         kpts[..., :2] = transform_points(kpts[..., :2], place.matrix)
-        targets = codec.encode(kpts, place.padded)
+        targets = codec.encode(kpts, place.padded).arrays()
         out_to_img = compose_affine(invert_affine(place.matrix), codec.output_to_input_matrix())
-        out[int(rec.image_id)] = codec.decode(
-            targets.heatmaps, targets.pafs, affine=out_to_img, config=config
-        )
+        outputs = [targets[name] for name in codec.layout.names]
+        out[int(rec.image_id)] = codec.decode(*outputs, affine=out_to_img, config=config)
     return out
 
 

@@ -50,7 +50,6 @@ class BottomUpItems(Dataset):
     ) -> None:
         if dataset.transform is None:
             raise ValueError("BottomUpItems needs a dataset with a transform to the input size")
-        codec.output_size(input_size)  # validates the size against the stride
         self.dataset = dataset
         self.codec = codec
         self.input_size = (int(input_size[0]), int(input_size[1]))
