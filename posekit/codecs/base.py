@@ -53,12 +53,16 @@ class OutputSpec:
         channels: number of channels.
         label: short name for messages (``"heatmap"`` -> "heatmap head has ...").
         formula: how ``channels`` follows from the schema, for messages (``"K+1"``).
+        shape: sizes a head must give each channel beyond what the input size sets: ``()`` for
+            maps at the output stride, ``(bins,)`` for 1-D distributions (SimCC), ``(2,)`` for
+            coordinates (regression).
     """
 
     name: str
     channels: int
     label: str
     formula: str
+    shape: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ integer factor ``f`` (cv2 cubic, half-pixel aligned), a peak at upsampled pixel 
 ``f``.
 
 Refinement fits a parabola to the log heatmap along x and along y through the peak and its two
-neighbours. That is exact for an isotropic Gaussian blob (the PAF codec's targets), and it is what the
-DARK heatmap decoder does without the Hessian's cross terms.
+neighbours (``refine.log_parabola``). That is exact for an isotropic Gaussian blob (the PAF codec's
+targets), and it is what the DARK heatmap decoder (``refine.refine_dark``) does without the
+Hessian's cross term.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from posekit.codecs.refine import log_parabola, safe_log
 from posekit.geometry import cv2_on_maps
-
-_LOG_FLOOR = 1e-10
-"""Heatmap values are floored here before the log (log(0) is undefined; any tiny value works)."""
 
 _UPSAMPLED_MIN_DISTANCE = 1.0
 """On upsampled maps, a peak closer than this (map pixels, i.e. one cell of the searched maps
@@ -115,11 +114,11 @@ def find_peaks(
     y = ys.astype(np.float32)
     score = center
     if refine and len(center):
-        log_c = _log(center)
+        log_c = safe_log(center)
         row = padded[kind, ys + pad]  # (P, W + 4): the peak's row
         col = padded[kind, :, xs + pad]  # (P, H + 4): the peak's column
-        dx, gain_x = _parabola(*(_take(row, xs + pad + o) for o in (-2, -1, 1, 2)), log_c)
-        dy, gain_y = _parabola(*(_take(col, ys + pad + o) for o in (-2, -1, 1, 2)), log_c)
+        dx, gain_x = log_parabola(*(_take(row, xs + pad + o) for o in (-2, -1, 1, 2)), log_c)
+        dy, gain_y = log_parabola(*(_take(col, ys + pad + o) for o in (-2, -1, 1, 2)), log_c)
         x += dx
         y += dy
         score = np.exp(log_c + gain_x + gain_y).astype(np.float32)
@@ -249,42 +248,3 @@ def _suppress_close(xy: np.ndarray, starts: np.ndarray, radius: float) -> np.nda
 
 def _take(lines: np.ndarray, index: np.ndarray) -> np.ndarray:
     return lines[np.arange(len(index)), index]
-
-
-def _log(values: np.ndarray) -> np.ndarray:
-    return np.log(np.maximum(values, _LOG_FLOOR))
-
-
-def _parabola(
-    left2: np.ndarray, left: np.ndarray, right: np.ndarray, right2: np.ndarray, log_c: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Vertex offset (clipped to +-0.5 px) and log-value gain of a parabola fit to log values.
-
-    Uses the peak and its two neighbours (centered differences). At a map border (a neighbour is
-    -inf) it uses the peak and the two inner pixels instead (one-sided differences), so a blob
-    centred up to half a pixel beyond the last pixel center is still located. Non-concave fits
-    give offset 0 and gain 0.
-    """
-    has_l, has_r = np.isfinite(left), np.isfinite(right)
-    log_l2, log_l, log_r, log_r2 = _log(left2), _log(left), _log(right), _log(right2)
-    # f(t) around the peak: first and second derivatives at t = 0
-    slope = np.where(
-        has_l & has_r,
-        0.5 * (log_r - log_l),
-        np.where(
-            has_l,
-            0.5 * (log_l2 - 4.0 * log_l + 3.0 * log_c),
-            -0.5 * (log_r2 - 4.0 * log_r + 3.0 * log_c),
-        ),
-    )
-    curvature = np.where(
-        has_l & has_r,
-        log_l + log_r - 2.0 * log_c,
-        np.where(has_l, log_l2 - 2.0 * log_l + log_c, log_r2 - 2.0 * log_r + log_c),
-    )
-    one_sided_ok = np.where(has_l, np.isfinite(left2), np.isfinite(right2))
-    ok = (curvature < 0) & (has_l | has_r) & ((has_l & has_r) | one_sided_ok)
-    safe = np.where(ok, curvature, -1.0)
-    offset = np.where(ok, np.clip(-slope / safe, -0.5, 0.5), 0.0)
-    gain = np.where(ok, slope * offset + 0.5 * safe * offset**2, 0.0)
-    return offset.astype(np.float32), gain.astype(np.float32)

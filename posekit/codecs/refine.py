@@ -1,0 +1,201 @@
+"""Maxima of maps and their sub-pixel refinement, written once for the heatmap codecs, SimCC and
+the PAF peaks.
+
+Dimension glossary: ``...`` any leading dimensions (N instances, K keypoints); h x w map rows x
+columns; L the length of 1-D distributions (SimCC bins). Coordinates are cells of the maps given,
+pixel centers at integer coordinates (``posekit.geometry``). Nothing here modifies its inputs.
+
+- ``log_parabola``: the vertex of a parabola through the log values around a maximum, per axis;
+  exact for a Gaussian (whose log is a parabola). Used by the PAF peaks, SimCC and at map borders.
+- ``refine_dark``: DARK's Taylor step, ``-H^-1 g`` of the log map at the argmax (Zhang et al., 2020,
+  "Distribution-Aware Coordinate Representation"), with the Hessian's cross term: exact for any
+  Gaussian, also an anisotropic one; one-sided per-axis fits at the border.
+- ``refine_quarter``: the classic quarter-cell step towards the higher neighbour (Xiao et al.,
+  2018, "Simple Baselines"), which MSRA decoding uses.
+- ``modulate``: DARK's modulation of a noisy network map (a Gaussian blur rescaled to the map's
+  maximum), so that the log is smooth before the Taylor step.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from posekit.geometry import cv2_on_maps
+
+__all__ = [
+    "LOG_FLOOR",
+    "argmax_1d",
+    "argmax_2d",
+    "log_parabola",
+    "modulate",
+    "refine_1d",
+    "refine_dark",
+    "refine_quarter",
+    "safe_log",
+]
+
+LOG_FLOOR = 1e-10
+"""Map values are floored here before the log (log(0) is undefined; any tiny value works)."""
+
+_MAX_STEP = 2.0
+"""A Taylor step further than this (cells) from the argmax is not a refinement of it: noise. (A
+strongly elongated, rotated Gaussian can have its grid maximum more than a cell from its center.)"""
+
+
+def safe_log(values: np.ndarray) -> np.ndarray:
+    """``log(max(values, LOG_FLOOR))``; -inf stays -inf (a missing neighbour)."""
+    return np.log(np.maximum(values, LOG_FLOOR))
+
+
+def log_parabola(
+    left2: np.ndarray, left: np.ndarray, right: np.ndarray, right2: np.ndarray, log_c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex offset (clipped to +-0.5 cell) and log-value gain of a parabola fit to log values.
+
+    ``left2, left, right, right2``: map values (not logs) at -2, -1, +1, +2 cells from the maximum,
+    -inf where outside the map; ``log_c``: the log value at the maximum. Uses the maximum and its
+    two neighbours (centered differences). At a map border it uses the maximum and the two inner
+    cells instead (one-sided differences), so a blob centred up to half a cell beyond the last cell
+    center is still located. Non-concave fits give offset 0 and gain 0. float32 results.
+    """
+    has_l, has_r = np.isfinite(left), np.isfinite(right)
+    log_l2, log_l, log_r, log_r2 = (
+        safe_log(left2),
+        safe_log(left),
+        safe_log(right),
+        safe_log(right2),
+    )
+    # f(t) around the maximum: first and second derivatives at t = 0
+    slope = np.where(
+        has_l & has_r,
+        0.5 * (log_r - log_l),
+        np.where(
+            has_l,
+            0.5 * (log_l2 - 4.0 * log_l + 3.0 * log_c),
+            -0.5 * (log_r2 - 4.0 * log_r + 3.0 * log_c),
+        ),
+    )
+    curvature = np.where(
+        has_l & has_r,
+        log_l + log_r - 2.0 * log_c,
+        np.where(has_l, log_l2 - 2.0 * log_l + log_c, log_r2 - 2.0 * log_r + log_c),
+    )
+    one_sided_ok = np.where(has_l, np.isfinite(left2), np.isfinite(right2))
+    ok = (curvature < 0) & (has_l | has_r) & ((has_l & has_r) | one_sided_ok)
+    safe = np.where(ok, curvature, -1.0)
+    offset = np.where(ok, np.clip(-slope / safe, -0.5, 0.5), 0.0)
+    gain = np.where(ok, slope * offset + 0.5 * safe * offset**2, 0.0)
+    return offset.astype(np.float32), gain.astype(np.float32)
+
+
+def argmax_2d(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer x (...), y (...) and value (...) of the maximum of each (h, w) map of (..., h, w)."""
+    h, w = maps.shape[-2:]
+    flat = maps.reshape(*maps.shape[:-2], h * w)
+    index = flat.argmax(axis=-1)
+    value = np.take_along_axis(flat, index[..., None], axis=-1)[..., 0]
+    return index % w, index // w, value
+
+
+def argmax_1d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index (...) and value (...) of the maximum of each length-L vector of (..., L)."""
+    index = vectors.argmax(axis=-1)
+    return index, np.take_along_axis(vectors, index[..., None], axis=-1)[..., 0]
+
+
+def _padded(maps: np.ndarray, pad: int) -> np.ndarray:
+    """(..., h + 2 pad, w + 2 pad) float64 copy with -inf around (missing neighbours)."""
+    out = np.full((*maps.shape[:-2], maps.shape[-2] + 2 * pad, maps.shape[-1] + 2 * pad), -np.inf)
+    out[..., pad:-pad, pad:-pad] = maps
+    return out
+
+
+def _at(padded: np.ndarray, x: np.ndarray, y: np.ndarray, dx: int, dy: int, pad: int) -> np.ndarray:
+    """Values of (..., H, W) ``padded`` at (x + dx, y + dy) for every leading index."""
+    lead = np.indices(x.shape, sparse=True)
+    return padded[(*lead, y + dy + pad, x + dx + pad)]
+
+
+def refine_dark(
+    log_maps: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-cell offsets (dx, dy) (...) of the maxima at integer (x, y) (...) of (..., h, w) log maps.
+
+    Inside, the Taylor step ``-H^-1 g`` from central differences of the 3 x 3 neighbourhood (the
+    cross term included); where the neighbourhood leaves the map, or the Hessian is not negative
+    definite, the per-axis ``log_parabola`` fits (one-sided at a border). Steps are bounded by one
+    cell. float64 results.
+    """
+    pad = 2
+    p = _padded(log_maps.astype(np.float64), pad)
+    v = {(i, j): _at(p, x, y, i, j, pad) for i in (-1, 0, 1) for j in (-1, 0, 1)}
+    c = v[0, 0]
+    with np.errstate(invalid="ignore"):  # -inf - -inf outside the map; masked by ``inside``
+        gx = 0.5 * (v[1, 0] - v[-1, 0])
+        gy = 0.5 * (v[0, 1] - v[0, -1])
+        hxx = v[1, 0] - 2.0 * c + v[-1, 0]
+        hyy = v[0, 1] - 2.0 * c + v[0, -1]
+        hxy = 0.25 * (v[1, 1] - v[1, -1] - v[-1, 1] + v[-1, -1])
+        det = hxx * hyy - hxy**2
+    inside = np.all(np.isfinite(np.stack(list(v.values()))), axis=0)
+    ok = inside & (hxx < 0) & (det > 0)
+    safe_det = np.where(ok, det, 1.0)
+    dx = np.where(ok, -(hyy * gx - hxy * gy) / safe_det, 0.0)
+    dy = np.where(ok, -(hxx * gy - hxy * gx) / safe_det, 0.0)
+    # per-axis fits elsewhere (values, not logs, as log_parabola takes them; -inf: missing)
+    e = np.where(np.isfinite(p), np.exp(p), -np.inf)
+    ex = [_at(e, x, y, o, 0, pad) for o in (-2, -1, 1, 2)]
+    ey = [_at(e, x, y, 0, o, pad) for o in (-2, -1, 1, 2)]
+    fx, _ = log_parabola(*ex, c)
+    fy, _ = log_parabola(*ey, c)
+    dx = np.clip(np.where(ok, dx, fx), -_MAX_STEP, _MAX_STEP)
+    dy = np.clip(np.where(ok, dy, fy), -_MAX_STEP, _MAX_STEP)
+    return dx, dy
+
+
+def refine_quarter(maps: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MSRA's step: a quarter cell towards the higher neighbour along x and along y (0 at the
+    border or on a tie), offsets (...) for the maxima at integer (x, y) of (..., h, w) maps."""
+    p = _padded(maps.astype(np.float64), 1)
+    steps = []
+    for a, b in (((1, 0), (-1, 0)), ((0, 1), (0, -1))):
+        after, before = _at(p, x, y, *a, 1), _at(p, x, y, *b, 1)
+        both = np.isfinite(after) & np.isfinite(before)
+        steps.append(np.where(both, 0.25 * np.sign(after - before), 0.0))
+    return steps[0], steps[1]
+
+
+def refine_1d(vectors: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Sub-bin offsets (...) of the maxima at ``index`` (...) of (..., L) distributions, by
+    ``log_parabola`` (exact for Gaussian labels; one-sided at the ends). float32."""
+    p = np.full((*vectors.shape[:-1], vectors.shape[-1] + 4), -np.inf)
+    p[..., 2:-2] = vectors
+    taken = [
+        np.take_along_axis(p, (index + 2 + o)[..., None], axis=-1)[..., 0] for o in (-2, -1, 1, 2)
+    ]
+    center = np.take_along_axis(vectors, index[..., None], axis=-1)[..., 0]
+    offset, _ = log_parabola(*taken, safe_log(center))
+    return offset
+
+
+def modulate(maps: np.ndarray, kernel_size: int) -> np.ndarray:
+    """DARK's modulation: each (h, w) map of (..., h, w) blurred by a ``kernel_size`` Gaussian
+    (OpenCV's sigma for that size; 11 -> 2.0, as DARK's paper) and rescaled to its own maximum.
+    A (..., L) array of 1-D distributions is blurred along L. float32, a new array."""
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd positive integer, got {kernel_size}")
+    one_d = maps.ndim == 1 or maps.shape[-2] == 1
+    shape = maps.shape
+    stack = np.asarray(maps, np.float32).reshape(-1, *(shape[-2:] if not one_d else (1, shape[-1])))
+    ksize = (kernel_size, 1) if one_d else (kernel_size, kernel_size)
+    h, w = stack.shape[-2:]
+    blurred = cv2_on_maps(
+        stack,
+        (w, h),
+        lambda chunk: cv2.GaussianBlur(chunk, ksize, 0, borderType=cv2.BORDER_CONSTANT),
+    )
+    peak = stack.reshape(len(stack), -1).max(axis=1)
+    now = blurred.reshape(len(stack), -1).max(axis=1)
+    scale = np.where(now > 0, peak / np.where(now > 0, now, 1.0), 1.0).astype(np.float32)
+    return (blurred * scale[:, None, None]).reshape(shape)

@@ -1,0 +1,142 @@
+"""What the top-down codecs share: their protocol, keypoint weights, flip of per-keypoint outputs,
+and decoded keypoints -> poses.
+
+A top-down codec encodes the keypoints of person crops: a crop is the network input of fixed size
+``input_size`` (W, H), made from an image by one affine matrix (``geometry.crop_matrix``), so every
+top-down codec works in the crop's **input pixels** (pixel centers at integer coordinates, the
+crop covering ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``) and in its own **output frame** (heatmap
+cells, SimCC bins, normalized coordinates), related by ``output_to_input_matrix()``. Everything is
+batched over crops: N instances (one per crop), K keypoints.
+
+Exact flip: a mirrored crop (``x -> W - 1 - x``) is, in every codec's own output frame, a reversal
+of the x axis (heatmap columns, x bins; ``1 - x`` for normalized coordinates) plus the schema's
+left/right permutation of the keypoints, so ``unflip`` maps a perfect network's outputs of the
+mirrored crop back without bias (MMPose's recipes shift heatmaps by one cell instead).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from posekit.codecs.base import ArrayLike, Codec
+from posekit.errors import ConfigError, SchemaError
+from posekit.schema import KeypointSchema
+from posekit.structures import Pose
+
+__all__ = [
+    "TopDownCodec",
+    "check_input_size",
+    "check_keypoints",
+    "flip_outputs",
+    "keypoint_weights",
+    "poses_from_keypoints",
+    "to_numpy",
+]
+
+
+@runtime_checkable
+class TopDownCodec(Codec, Protocol):
+    """A ``Codec`` of person crops (``family == "topdown"``).
+
+    Attributes:
+        input_size: (W, H) of the crop, input pixels.
+
+    ``encode(keypoints (N, K, 3))`` takes each instance in its own crop's input pixels and returns
+    targets with a leading N (and ``keypoint_weights (N, K)``); ``decode(*outputs, affine=...)``
+    takes outputs with a leading N and returns N poses.
+    """
+
+    input_size: tuple[int, int]
+
+    def decode_keypoints(
+        self, *outputs: ArrayLike, config: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(keypoints (N, K, 2) float64 in the output frame, scores (N, K) float32)."""
+        ...
+
+
+def to_numpy(array: ArrayLike, name: str) -> np.ndarray:
+    """A float32 NumPy copy of an array or tensor (never a view of the caller's data)."""
+    if hasattr(array, "detach"):  # torch.Tensor, without importing torch here
+        array = array.detach().cpu().float().numpy()
+    out = np.array(array, dtype=np.float32, copy=True)
+    if not np.isfinite(out).all():
+        raise ConfigError(f"{name}: non-finite values in the network outputs")
+    return out
+
+
+def check_input_size(input_size: Any, where: str) -> tuple[int, int]:
+    """(W, H) as two positive ints, or a ConfigError naming ``where``."""
+    try:
+        w, h = (int(v) for v in input_size)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: input_size must be (W, H), got {input_size!r}") from None
+    if w <= 0 or h <= 0 or (w, h) != tuple(input_size):
+        raise ConfigError(f"{where}: input_size must be two positive integers, got {input_size!r}")
+    return w, h
+
+
+def check_keypoints(keypoints: np.ndarray, schema: KeypointSchema) -> np.ndarray:
+    """(N, K, 3) float64 copy of crop keypoints ((K, 3) is one instance); SchemaError when K is
+    not the schema's, ConfigError when a labelled keypoint is not finite."""
+    kpts = np.array(keypoints, dtype=np.float64, copy=True)
+    if kpts.ndim == 2:
+        kpts = kpts[None]
+    k = schema.num_keypoints
+    if kpts.ndim != 3 or kpts.shape[1:] != (k, 3):
+        raise SchemaError(
+            f"keypoints: expected (N, {k}, 3) for schema '{schema.name}', got {np.shape(keypoints)}"
+        )
+    if not np.isfinite(kpts[..., :2][kpts[..., 2] > 0]).all():
+        raise ConfigError("keypoints: labeled keypoints have non-finite coordinates")
+    return kpts
+
+
+def keypoint_weights(
+    keypoints: np.ndarray, schema: KeypointSchema, input_size: tuple[int, int]
+) -> np.ndarray:
+    """(N, K) float32 loss weight of each keypoint of (N, K, 3) crop keypoints: the schema's
+    ``joint_weights`` where the keypoint is labelled (v > 0) and inside the crop's pixel area, 0
+    elsewhere (an unlabelled or cropped-away keypoint teaches nothing)."""
+    w, h = input_size
+    x, y, v = keypoints[..., 0], keypoints[..., 1], keypoints[..., 2]
+    inside = (x >= -0.5) & (x < w - 0.5) & (y >= -0.5) & (y < h - 0.5)
+    weights = np.asarray(schema.joint_weights, dtype=np.float32)
+    return np.where((v > 0) & inside, weights, np.float32(0.0)).astype(np.float32)
+
+
+def flip_outputs(
+    array: np.ndarray, flip_index: tuple[int, ...], *, reverse_axis: int | None
+) -> np.ndarray:
+    """Outputs (N, K, ...) of mirrored crops in the original keypoint order: keypoints permuted by
+    ``flip_index`` (axis 1) and, when ``reverse_axis`` is given, that axis reversed (the x axis of
+    the codec's output frame). A new contiguous array."""
+    out = np.asarray(array)[:, list(flip_index)]
+    if reverse_axis is not None:
+        out = np.flip(out, axis=reverse_axis)
+    return np.ascontiguousarray(out)
+
+
+def poses_from_keypoints(
+    keypoints: np.ndarray, scores: np.ndarray, affine: np.ndarray
+) -> list[Pose]:
+    """N poses from decoded keypoints (N, K, 2) and scores (N, K), mapped by ``affine``: (2, 3)
+    for every instance or (N, 2, 3) one per crop (e.g. output frame -> image pixels). Pose score:
+    the mean keypoint score; bbox: around the keypoints with a score > 0."""
+    affine = np.asarray(affine, np.float64)
+    n = len(keypoints)
+    if affine.shape == (2, 3):
+        affine = np.broadcast_to(affine, (n, 2, 3))
+    if affine.shape != (n, 2, 3):
+        raise ConfigError(f"affine: expected (2, 3) or ({n}, 2, 3), got {affine.shape}")
+    xy = np.einsum("nij,nkj->nki", affine[:, :, :2], keypoints) + affine[:, None, :, 2]
+    poses = []
+    for i in range(n):
+        kpts = np.concatenate([xy[i], scores[i, :, None]], axis=1).astype(np.float32)
+        found = kpts[:, 2] > 0
+        pts = kpts[found, :2] if found.any() else kpts[:, :2]
+        bbox = np.concatenate([pts.min(axis=0), pts.max(axis=0)]).astype(np.float32)
+        poses.append(Pose(kpts, float(scores[i].mean()), bbox))
+    return poses
