@@ -27,7 +27,15 @@ import yaml
 
 from posekit.errors import SchemaError
 from posekit.schema_names import COCO_PERSON_KEYPOINTS, COCO_PERSON_SIGMAS, flip_index_from_names
-from posekit.schema_skeleton import Limb, PafFlip, colors, grouping_order, paf_flip
+from posekit.schema_skeleton import (
+    Limb,
+    PafFlip,
+    colors,
+    given_halves,
+    grouping_order,
+    half_body_split,
+    paf_flip,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +43,7 @@ DEFAULT_SIGMA = 0.05
 """OKS sigma used when a schema gives none (a warning is logged); COCO's range is 0.025-0.107."""
 
 _SCHEMA_KEYS = ("name", "keypoints", "skeleton", "flip_pairs", "sigmas", "joint_weights", "root")
-_SCHEMA_KEYS += ("virtual", "limb_order")
+_SCHEMA_KEYS += ("virtual", "limb_order", "upper", "lower")
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,12 @@ class KeypointSchema:
             only when every source is labeled (e.g. a neck from two shoulders).
         limb_order: ``"bfs"`` (derive grouping order) or ``"given"`` (keep the skeleton's order and
             direction, e.g. to match the PAF channels of published weights; validated).
+        upper, lower: the two halves of the body for half-body crops (top-down augmentation),
+            keypoint names; default derived from the skeleton (``halves``).
+
+    Derived ``halves``: (upper, lower) keypoint indices, given or the most balanced cut of the
+    skeleton into two connected, mirror-closed parts (``schema_skeleton.half_body_split``: COCO's
+    0-10 / 11-16), or None when no split makes sense (no skeleton, a hand, several parts).
     """
 
     name: str
@@ -66,6 +80,8 @@ class KeypointSchema:
     root: str | None = None
     virtual: Mapping[str, Sequence[str]] | None = field(default=None, compare=False)
     limb_order: str = "bfs"
+    upper: tuple[str, ...] | None = None
+    lower: tuple[str, ...] | None = None
 
     flip_index: tuple[int, ...] = field(init=False)
     limbs: tuple[Limb, ...] = field(init=False)
@@ -74,6 +90,7 @@ class KeypointSchema:
     virtual_sources: tuple[tuple[int, tuple[int, ...]], ...] = field(init=False)
     keypoint_colors: tuple[tuple[int, int, int], ...] = field(init=False)
     limb_colors: tuple[tuple[int, int, int], ...] = field(init=False)
+    halves: tuple[tuple[int, ...], tuple[int, ...]] | None = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -122,6 +139,13 @@ class KeypointSchema:
         kcol, lcol = colors(keypoints, limbs, flip_index)
         set_(self, "keypoint_colors", kcol)
         set_(self, "limb_colors", lcol)
+        if self.upper is None and self.lower is None:
+            set_(self, "halves", half_body_split(k, skeleton, flip_index))
+        else:
+            halves = given_halves(keypoints, self.upper, self.lower, flip_index)
+            set_(self, "upper", tuple(keypoints[i] for i in halves[0]))
+            set_(self, "lower", tuple(keypoints[i] for i in halves[1]))
+            set_(self, "halves", halves)
 
     # ------------------------------------------------------------------ construction helpers
     @staticmethod
@@ -370,6 +394,8 @@ class KeypointSchema:
             "virtual": {k: list(v) for k, v in (self.virtual or {}).items()},
             "limb_order": self.limb_order,
         }
+        if self.upper is not None:
+            out["upper"], out["lower"] = list(self.upper), list(self.lower or ())
         return out
 
     def to_yaml(self, path: str | Path) -> None:
@@ -481,6 +507,11 @@ class KeypointSchema:
         pairs = ", ".join(f"{a}<->{b}" for a, b in self.flip_pairs) or "(none)"
         lines.append(f"  flip pairs: {pairs}")
         lines.append("  roots: " + ", ".join(n[r] for r in self.roots))
+        if self.halves is None:
+            lines.append("  half-body halves: none (give upper / lower to crop halves)")
+        else:
+            for label, half in zip(("upper", "lower"), self.halves, strict=True):
+                lines.append(f"  {label} half: " + ", ".join(n[i] for i in half))
         lines.append("  limb order (grouping):")
         for j, limb in enumerate(self.limbs):
             tag = "  [extra: closes a loop]" if limb.extra else ""

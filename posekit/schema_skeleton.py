@@ -6,16 +6,19 @@ Pure functions of keypoint indices, used by ``KeypointSchema`` at construction:
   each limb pointing away from the root; limbs that close a loop come once both of their ends are
   reached and are marked ``extra`` (``limb_order: given`` keeps the user's order, validated);
 - ``paf_flip``: how the 2L PAF channels of a mirrored image map to the original ones;
-- ``colors``: BGR drawing colors, mirror limbs in neighbouring hues.
+- ``colors``: BGR drawing colors, mirror limbs in neighbouring hues;
+- ``half_body_split``: the two halves of a body for half-body crops (top-down augmentation).
 """
 
 from __future__ import annotations
 
 import colorsys
+import itertools
 import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +26,15 @@ from posekit.errors import SchemaError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Limb", "PafFlip", "colors", "grouping_order", "paf_flip"]
+__all__ = [
+    "Limb",
+    "PafFlip",
+    "colors",
+    "given_halves",
+    "grouping_order",
+    "half_body_split",
+    "paf_flip",
+]
 
 
 @dataclass(frozen=True)
@@ -196,3 +207,84 @@ def colors(
             side = 0.0 if flip[i] == i else (0.33 if i < flip[i] else 0.66)
             kpt_colors.append(bgr(side + i / (7.0 * len(names))))
     return tuple(kpt_colors), limb_colors
+
+
+_MIN_HALF = 0.25
+"""The smaller half of a half-body split holds at least this fraction of the skeleton's keypoints
+(a cut that takes off a hand or a head is not a half)."""
+
+
+def half_body_split(
+    num_keypoints: int, skeleton: Sequence[tuple[int, int]], flip: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(upper, lower) keypoint indices of the most balanced cut of the skeleton into two halves,
+    or None when no cut makes halves.
+
+    A cut removes one or two classes of limbs (a limb together with its mirror under ``flip``)
+    and must leave exactly two connected parts, each closed under mirroring (a left/right pair is
+    never split), the smaller with at least a quarter of the skeleton's keypoints. The most
+    balanced cut wins (then the one removing fewer limbs, then the first in skeleton order).
+    ``upper`` is the half holding the lowest keypoint index (keypoint lists start at the head in
+    the datasets posekit knows). Keypoints on no limb are in neither half.
+    For COCO's person skeleton this is the hips and legs against the rest (MMPose's COCO split:
+    keypoints 0-10 upper, 11-16 lower); for AP-10K's animals the back (tail root, hips, hind legs)
+    against the front; a face without a skeleton, a hand (fingers on a wrist) or a skeleton in
+    several parts has none.
+    """
+    edges = [tuple(sorted(e)) for e in skeleton]
+    on_limb = sorted({i for e in edges for i in e})
+    if len(edges) < 2 or not on_limb:
+        return None
+    classes: list[set[tuple[int, int]]] = []
+    for e in edges:
+        mirror = tuple(sorted((flip[e[0]], flip[e[1]])))
+        if not any(e in c for c in classes):
+            classes.append({e, mirror} & set(edges) | {e})
+    best: tuple[float, int, tuple[int, ...], tuple[int, ...]] | None = None
+    for size in (1, 2):
+        for cut in itertools.combinations(range(len(classes)), size):
+            removed = set().union(*(classes[c] for c in cut))
+            adjacency: list[list[int]] = [[] for _ in range(num_keypoints)]
+            for a, b in edges:
+                if (a, b) not in removed:
+                    adjacency[a].append(b)
+                    adjacency[b].append(a)
+            parts = [p for p in _components(adjacency) if len(p) > 1 or p[0] in on_limb]
+            if len(parts) != 2 or any({flip[i] for i in p} != set(p) for p in parts):
+                continue
+            small, large = sorted(len(p) for p in parts)
+            if small < _MIN_HALF * len(on_limb):
+                continue
+            upper, lower = parts if parts[0][0] < parts[1][0] else parts[::-1]
+            key = (small / large, -len(removed), tuple(upper), tuple(lower))
+            if best is None or key[:2] > best[:2]:
+                best = key
+    return None if best is None else (best[2], best[3])
+
+
+def given_halves(
+    keypoints: Sequence[str], upper: Any, lower: Any, flip: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(upper, lower) indices of the halves a schema names (its ``upper`` / ``lower`` lists),
+    validated: both given, known names, disjoint, every left/right pair in one half."""
+    if upper is None or lower is None:
+        raise SchemaError("upper and lower go together (the two halves for half-body crops)")
+    halves = []
+    for key, names in (("upper", upper), ("lower", lower)):
+        if isinstance(names, str) or not isinstance(names, Sequence) or not names:
+            raise SchemaError(f"{key}: expected a non-empty list of keypoint names")
+        unknown = [n for n in names if n not in keypoints]
+        if unknown:
+            raise SchemaError(f"{key}: unknown keypoint names {unknown}")
+        idx = tuple(sorted({list(keypoints).index(n) for n in names}))
+        split = [keypoints[i] for i in idx if flip[i] not in idx]
+        if split:
+            raise SchemaError(
+                f"{key}: {split} without their mirror keypoints; a left/right pair belongs to "
+                f"one half"
+            )
+        halves.append(idx)
+    both = sorted(set(halves[0]) & set(halves[1]))
+    if both:
+        raise SchemaError(f"upper and lower share {[keypoints[i] for i in both]}")
+    return halves[0], halves[1]

@@ -297,3 +297,54 @@ def test_ambiguous_skeleton_base_warns(caplog):
     assert one.skeleton == ((0, 1),)
     zero = KeypointSchema.from_coco(category, skeleton_base=0, sigmas=[0.05] * 3)
     assert zero.skeleton == ((1, 2),)
+
+
+# ---------------------------------------------------------------------- half-body halves
+def test_coco_halves_are_derived_from_the_skeleton():
+    schema = KeypointSchema.named("coco_person")
+    assert schema.halves == (tuple(range(11)), tuple(range(11, 17)))  # MMPose's COCO split
+
+
+@pytest.mark.parametrize("file", ["ap10k/test_ap10k.json", "animalpose/test_animalpose.json",
+                                  "atrw/test_atrw.json", "zebra/test_zebra.json"])  # fmt: skip
+def test_animal_halves_keep_every_left_right_pair_together(shared_data, file):
+    category = json.loads((shared_data / "custom" / file).read_text())["categories"][0]
+    schema = KeypointSchema.from_coco(category, sigmas=[0.05] * len(category["keypoints"]))
+    upper, lower = schema.halves
+    assert not set(upper) & set(lower) and min(len(upper), len(lower)) >= len(upper + lower) / 4
+    for half in (upper, lower):
+        assert {schema.flip_index[i] for i in half} == set(half)
+    assert 0 in upper  # the head's half is the upper one
+
+
+def test_no_halves_without_a_body_to_split(shared_data):
+    face = KeypointSchema("face", tuple(f"p{i}" for i in range(10)), sigmas=(0.05,) * 10)
+    fingers = [(0, 4 * f + j + 1) if j == 0 else (4 * f + j, 4 * f + j + 1)
+               for f in range(5) for j in range(4)]  # fmt: skip
+    hand = KeypointSchema("hand", tuple(f"h{i}" for i in range(21)), skeleton=fingers,
+                          sigmas=(0.05,) * 21)  # fmt: skip
+    locust = json.loads((shared_data / "custom/locust/test_locust.json").read_text())
+    parts = KeypointSchema.from_coco(locust["categories"][0], sigmas=[0.05] * 35)
+    assert face.halves is None and hand.halves is None and parts.halves is None
+    assert "half-body halves: none" in hand.describe()
+
+
+def test_given_halves_are_checked_and_round_trip(tmp_path):
+    base = KeypointSchema.named("coco_person").to_dict()
+    upper = ["nose", "left_shoulder", "right_shoulder"]
+    lower = ["left_hip", "right_hip", "left_knee", "right_knee"]
+    schema = KeypointSchema.from_dict({**base, "upper": upper, "lower": lower})
+    assert [schema.keypoints[i] for i in schema.halves[0]] == upper
+    schema.to_yaml(tmp_path / "s.yaml")
+    assert KeypointSchema.from_yaml(tmp_path / "s.yaml").halves == schema.halves
+    for spec, message in (
+        ({"upper": upper}, "upper and lower go together"),
+        (
+            {"upper": ["nose", "left_shoulder"], "lower": lower},
+            r"\['left_shoulder'\] without their mirror",
+        ),
+        ({"upper": upper, "lower": ["nose", "left_hip", "right_hip"]}, r"share \['nose'\]"),
+        ({"upper": ["neck"], "lower": lower}, r"unknown keypoint names \['neck'\]"),
+    ):
+        with pytest.raises(SchemaError, match=message):
+            KeypointSchema.from_dict({**base, **spec})
