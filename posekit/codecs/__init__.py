@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from posekit.codecs.base import Codec, OutputLayout, OutputSpec, Targets
+from posekit.codecs.heatmap import DarkHeatmap, HeatmapCodec, MsraHeatmap, UdpHeatmap
 from posekit.codecs.paf import PafCodec
 from posekit.errors import ConfigError
 from posekit.schema import KeypointSchema
@@ -19,15 +20,21 @@ from posekit.schema import KeypointSchema
 __all__ = [
     "CODECS",
     "Codec",
+    "DarkHeatmap",
+    "HeatmapCodec",
+    "MsraHeatmap",
     "OutputLayout",
     "OutputSpec",
     "PafCodec",
     "Targets",
+    "UdpHeatmap",
     "build_codec",
     "codec_from_dict",
 ]
 
-CODECS: Mapping[str, Any] = MappingProxyType({PafCodec.name: PafCodec})
+CODECS: Mapping[str, Any] = MappingProxyType(
+    {cls.name: cls for cls in (PafCodec, HeatmapCodec, MsraHeatmap, DarkHeatmap, UdpHeatmap)}
+)
 """Codec classes by name; each has ``from_dict(schema, record)`` and the ``Codec`` protocol."""
 
 

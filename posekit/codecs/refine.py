@@ -131,18 +131,18 @@ def refine_dark(
     p = _padded(log_maps.astype(np.float64), pad)
     v = {(i, j): _at(p, x, y, i, j, pad) for i in (-1, 0, 1) for j in (-1, 0, 1)}
     c = v[0, 0]
-    with np.errstate(invalid="ignore"):  # -inf - -inf outside the map; masked by ``inside``
+    inside = np.all(np.isfinite(np.stack(list(v.values()))), axis=0)
+    with np.errstate(invalid="ignore"):  # -inf terms outside the map; masked by ``inside``
         gx = 0.5 * (v[1, 0] - v[-1, 0])
         gy = 0.5 * (v[0, 1] - v[0, -1])
         hxx = v[1, 0] - 2.0 * c + v[-1, 0]
         hyy = v[0, 1] - 2.0 * c + v[0, -1]
         hxy = 0.25 * (v[1, 1] - v[1, -1] - v[-1, 1] + v[-1, -1])
         det = hxx * hyy - hxy**2
-    inside = np.all(np.isfinite(np.stack(list(v.values()))), axis=0)
-    ok = inside & (hxx < 0) & (det > 0)
-    safe_det = np.where(ok, det, 1.0)
-    dx = np.where(ok, -(hyy * gx - hxy * gy) / safe_det, 0.0)
-    dy = np.where(ok, -(hxx * gy - hxy * gx) / safe_det, 0.0)
+        ok = inside & (hxx < 0) & (det > 0)
+        safe_det = np.where(ok, det, 1.0)
+        dx = np.where(ok, -(hyy * gx - hxy * gy) / safe_det, 0.0)
+        dy = np.where(ok, -(hxx * gy - hxy * gx) / safe_det, 0.0)
     # per-axis fits elsewhere (values, not logs, as log_parabola takes them; -inf: missing)
     e = np.where(np.isfinite(p), np.exp(p), -np.inf)
     ex = [_at(e, x, y, o, 0, pad) for o in (-2, -1, 1, 2)]
