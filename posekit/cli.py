@@ -292,22 +292,52 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     _passive_openmp()
     from posekit.data.coco import CocoKeypointDataset
+    from posekit.data.results import write_coco_results
     from posekit.engine.evaluate import evaluate_coco, format_metrics, predict_dataset
+    from posekit.engine.metrics import KEYPOINT_METRICS, KeypointAccuracy, format_keypoint_metrics
+    from posekit.engine.oks import match_instances
 
+    allowed = ("ap", *KEYPOINT_METRICS)
+    names = list(dict.fromkeys(m.lower() for m in args.metric))
+    unknown = [m for m in names if m not in allowed]
+    if unknown:
+        raise ConfigError(
+            f"--metric: unknown metric(s) {unknown}; choose from {', '.join(allowed)}"
+        )
     loaded = _load_model(args)
+    accuracy = None
+    if set(names) - {"ap"}:  # checked before predicting: the schema must have the keypoint pairs
+        accuracy = KeypointAccuracy(
+            loaded.schema,
+            tuple(m for m in names if m != "ap"),
+            norm=args.pck_norm,
+            threshold=args.pck_threshold,
+            auc_max_threshold=args.auc_max_threshold,
+            norm_keypoints=args.norm_keypoints,
+        )
     dataset = CocoKeypointDataset(
         args.ann, args.images, schema=loaded.schema, category_id=args.category_id, strict=False
     )
     predictor = _predictor(args, loaded)
     result = predict_dataset(lambda image, _: predictor.predict(image), dataset, desc="eval")
-    metrics = evaluate_coco(
-        args.ann,
-        result.poses,
-        loaded.schema,
-        category_id=args.category_id,
-        results_path=args.json,
-        image_ids=result.poses.keys(),
-    )
+    metrics = None
+    if "ap" in names:
+        metrics = evaluate_coco(
+            args.ann,
+            result.poses,
+            loaded.schema,
+            category_id=args.category_id,
+            results_path=args.json,
+            image_ids=result.poses.keys(),
+        )
+    elif args.json:
+        write_coco_results(
+            args.json,
+            result.poses,
+            loaded.schema,
+            keypoint_names=dataset.source_keypoints,
+            category_id=int(dataset.categories[0]["id"]),
+        )
     n = len(result.poses)
     print(
         f"{loaded.source} on {args.ann}: {n} images, "
@@ -316,7 +346,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     for image_id, reason in result.skipped:
         print(f"skipped image {image_id} (left out of the score): {reason}", file=sys.stderr)
-    print(format_metrics(metrics))
+    if metrics is not None:
+        print(format_metrics(metrics))
+    if accuracy is not None:
+        matched = match_instances(dataset.records, result.poses, loaded.schema)
+        scores = accuracy.compute(matched)
+        print(
+            f"{matched.num_instances} instances ({matched.num_unmatched} without a pose), "
+            f"each matched to the pose of highest OKS; {accuracy.describe()}"
+        )
+        print(format_keypoint_metrics(scores))
+        for name, score in scores.items():
+            if score.num_skipped:
+                print(f"{name}: left out {score.num_skipped} instance(s) without a normaliser")
     if args.json:
         print(f"COCO results -> {args.json}")
     return 0
@@ -412,12 +454,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", help="with --random-weights: built-in schema name or YAML")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("eval", help="COCO OKS AP of a model on a COCO keypoint dataset")
+    p = sub.add_parser(
+        "eval", help="COCO OKS AP (or PCK, AUC, EPE, NME) of a model on a COCO keypoint dataset"
+    )
     _add_inference_args(p)
     p.add_argument("--ann", required=True, help="COCO keypoint JSON")
     p.add_argument("--images", required=True, help="image root (file_name is relative to it)")
     p.add_argument("--category-id", type=int, help="evaluate only this category")
     p.add_argument("--json", help="write the COCO results JSON here")
+    p.add_argument(
+        "--metric",
+        nargs="+",
+        default=["ap"],
+        metavar="NAME",
+        help="one or more of: ap (COCO OKS AP/AR), pck, auc, epe (pixels), nme; default ap. "
+        "pck/auc/epe/nme match each ground-truth instance to the pose of highest OKS",
+    )
+    p.add_argument(
+        "--pck-norm",
+        default="bbox",
+        help="normaliser of pck and auc: bbox (box's longer side, default), torso (a shoulder "
+        "to the opposite hip) or head (the ears, else the eyes)",
+    )
+    p.add_argument(
+        "--pck-threshold",
+        type=float,
+        help="PCK threshold, times the normaliser (default: bbox 0.05, torso 0.2, head 0.5)",
+    )
+    p.add_argument(
+        "--auc-max-threshold",
+        type=float,
+        help="AUC over 20 thresholds in (0, this] (default: --pck-threshold)",
+    )
+    p.add_argument(
+        "--norm-keypoints",
+        nargs=2,
+        metavar="NAME",
+        help="the two keypoints of the torso/head normaliser and of NME (default: found by "
+        "name; NME: the eyes)",
+    )
     p.set_defaults(func=_cmd_eval)
     return parser
 

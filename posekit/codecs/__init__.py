@@ -14,6 +14,8 @@ from typing import Any
 from posekit.codecs.base import Codec, OutputLayout, OutputSpec, Targets
 from posekit.codecs.heatmap import DarkHeatmap, HeatmapCodec, MsraHeatmap, UdpHeatmap
 from posekit.codecs.paf import PafCodec
+from posekit.codecs.regression import RegressionCodec, RleCodec
+from posekit.codecs.simcc import SimccCodec
 from posekit.errors import ConfigError
 from posekit.schema import KeypointSchema
 
@@ -26,6 +28,9 @@ __all__ = [
     "OutputLayout",
     "OutputSpec",
     "PafCodec",
+    "RegressionCodec",
+    "RleCodec",
+    "SimccCodec",
     "Targets",
     "UdpHeatmap",
     "build_codec",
@@ -33,7 +38,19 @@ __all__ = [
 ]
 
 CODECS: Mapping[str, Any] = MappingProxyType(
-    {cls.name: cls for cls in (PafCodec, HeatmapCodec, MsraHeatmap, DarkHeatmap, UdpHeatmap)}
+    {
+        cls.name: cls
+        for cls in (
+            PafCodec,
+            HeatmapCodec,
+            MsraHeatmap,
+            DarkHeatmap,
+            UdpHeatmap,
+            SimccCodec,
+            RegressionCodec,
+            RleCodec,
+        )
+    }
 )
 """Codec classes by name; each has ``from_dict(schema, record)`` and the ``Codec`` protocol."""
 

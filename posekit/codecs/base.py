@@ -161,6 +161,10 @@ class Codec(Protocol):
         pixels, or in the frame of ``affine`` (output pixels -> that frame)."""
         ...
 
+    def perfect_outputs(self, targets: Any) -> tuple[np.ndarray, ...]:
+        """The outputs (layout order) a perfect network gives for ``targets`` (ceilings, tests)."""
+        ...
+
     def unflip(self, *outputs: ArrayLike) -> tuple[np.ndarray, ...]:
         """Outputs of a horizontally mirrored input -> outputs of the input itself."""
         ...

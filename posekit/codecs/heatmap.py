@@ -386,6 +386,10 @@ class HeatmapCodec:
             affine = self.output_to_input_matrix()
         return poses_from_keypoints(keypoints, scores, affine)
 
+    def perfect_outputs(self, targets: HeatmapTargets) -> tuple[np.ndarray]:
+        """What a perfect network outputs for ``targets``: ``(heatmaps,)``."""
+        return (targets.heatmaps,)
+
     # ------------------------------------------------------------------ flip
     def unflip(self, heatmaps: ArrayLike) -> tuple[np.ndarray]:
         """Heatmaps (N, K, h, w) of mirrored crops -> heatmaps of the crops themselves: columns

@@ -370,6 +370,10 @@ class PafCodec:
             .astype(np.float32)
         )
 
+    def perfect_outputs(self, targets: PafTargets) -> tuple[np.ndarray, np.ndarray]:
+        """What a perfect network outputs for ``targets``: ``(heatmaps, pafs)``."""
+        return targets.heatmaps, targets.pafs
+
     # ------------------------------------------------------------------ flip
     def unflip(self, heatmaps: ArrayLike, pafs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Maps of a horizontally flipped input -> maps of the original input.

@@ -179,16 +179,20 @@ def refine_1d(vectors: np.ndarray, index: np.ndarray) -> np.ndarray:
     return offset
 
 
-def modulate(maps: np.ndarray, kernel_size: int) -> np.ndarray:
+def modulate(maps: np.ndarray, kernel_size: int, *, dims: int = 2) -> np.ndarray:
     """DARK's modulation: each (h, w) map of (..., h, w) blurred by a ``kernel_size`` Gaussian
-    (OpenCV's sigma for that size; 11 -> 2.0, as DARK's paper) and rescaled to its own maximum.
-    A (..., L) array of 1-D distributions is blurred along L. float32, a new array."""
+    (OpenCV's sigma for that size; 11 -> 2.0, as DARK's paper) and rescaled to its own maximum;
+    with ``dims=1`` each length-L vector of (..., L) is blurred along L (SimCC). Cells beyond the
+    border count as 0, which pulls a maximum within ``kernel_size // 2`` cells of it inward.
+    float32, a new array."""
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be an odd positive integer, got {kernel_size}")
-    one_d = maps.ndim == 1 or maps.shape[-2] == 1
+    if dims not in (1, 2):
+        raise ValueError(f"dims must be 1 (vectors) or 2 (maps), got {dims}")
     shape = maps.shape
-    stack = np.asarray(maps, np.float32).reshape(-1, *(shape[-2:] if not one_d else (1, shape[-1])))
-    ksize = (kernel_size, 1) if one_d else (kernel_size, kernel_size)
+    tail = shape[-2:] if dims == 2 else (1, shape[-1])
+    stack = np.asarray(maps, np.float32).reshape(-1, *tail)
+    ksize = (kernel_size, kernel_size) if dims == 2 else (kernel_size, 1)
     h, w = stack.shape[-2:]
     blurred = cv2_on_maps(
         stack,

@@ -22,11 +22,13 @@ import numpy as np
 
 from posekit.codecs.base import ArrayLike, Codec
 from posekit.errors import ConfigError, SchemaError
+from posekit.geometry import compose_affine, invert_affine
 from posekit.schema import KeypointSchema
 from posekit.structures import Pose
 
 __all__ = [
     "TopDownCodec",
+    "perfect_keypoints",
     "check_input_size",
     "check_keypoints",
     "flip_outputs",
@@ -140,3 +142,44 @@ def poses_from_keypoints(
         bbox = np.concatenate([pts.min(axis=0), pts.max(axis=0)]).astype(np.float32)
         poses.append(Pose(kpts, float(scores[i].mean()), bbox))
     return poses
+
+
+def perfect_keypoints(
+    codec: TopDownCodec, keypoints_img: np.ndarray, matrices: np.ndarray, *, flip: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """What a perfect network gives: the codec's own targets of the keypoints, decoded and mapped
+    back to the image through the crops. The top-down ceiling (``engine.evaluate.
+    perfect_map_poses`` is the bottom-up one).
+
+    Args:
+        codec: a top-down codec.
+        keypoints_img: (N, K, 3) image pixels, one instance per crop.
+        matrices: (N, 2, 3) image -> crop matrices (``geometry.crop_matrix``).
+        flip: encode the mirrored crops (the matrices mirrored, left / right swapped), ``unflip``
+            the targets and decode them as the flip test would.
+
+    Returns:
+        keypoints (N, K, 2) float64 image pixels, and (N, K) bool: the keypoint had a weight (it
+        is labelled and inside its crop).
+    """
+    mats = np.asarray(matrices, np.float64)
+    if flip:
+        mirror = np.array([[-1.0, 0.0, codec.input_size[0] - 1.0], [0.0, 1.0, 0.0]])
+        mats_in = np.stack([compose_affine(mirror, m) for m in mats])
+    else:
+        mats_in = mats
+    kpts = np.array(keypoints_img, dtype=np.float64, copy=True)
+    kpts[..., :2] = (
+        np.einsum("nij,nkj->nki", mats_in[:, :, :2], kpts[..., :2]) + mats_in[:, None, :, 2]
+    )
+    order = list(codec.schema.flip_index) if flip else list(range(kpts.shape[1]))
+    targets = codec.encode(kpts[:, order])
+    outputs = codec.perfect_outputs(targets)
+    if flip:
+        outputs = codec.unflip(*outputs)
+    to_image = np.stack([compose_affine(invert_affine(m), codec.output_to_input_matrix())
+                         for m in mats])  # fmt: skip
+    decoded, _ = codec.decode_keypoints(*outputs)
+    xy = np.einsum("nij,nkj->nki", to_image[:, :, :2], decoded) + to_image[:, None, :, 2]
+    inside = targets.arrays()["keypoint_weights"][:, order] > 0
+    return xy, inside

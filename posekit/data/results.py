@@ -1,10 +1,13 @@
-"""COCO keypoint results JSON: poses in image pixels <-> ``[x1, y1, s1, ...]`` result entries.
+"""COCO results JSON: poses in image pixels <-> ``[x1, y1, s1, ...]`` result entries; detection boxes.
 
 A COCO results file is a JSON list of entries ``{"image_id", "category_id", "keypoints", "score"}``
 whose ``keypoints`` hold the **real** keypoints (virtual ones dropped) in the **ground-truth
 file's** keypoint order (matched by name), s being the keypoint score; keypoints not found are
 written as (0, 0, 0), as COCO submissions do. ``posekit predict --json`` and ``posekit eval --json``
 write it; ``engine.evaluate`` scores it.
+
+A COCO **detection** results file (``read_coco_detections``) is the same kind of list with an xywh
+``bbox`` instead of ``keypoints``: the person boxes a top-down model is evaluated on.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from posekit.errors import DatasetError
 from posekit.schema import KeypointSchema
 from posekit.structures import Pose
 
-__all__ = ["PosesPerImage", "poses_to_coco_results", "read_coco_results", "write_coco_results"]
+__all__ = [
+    "PosesPerImage",
+    "poses_to_coco_results",
+    "read_coco_detections",
+    "read_coco_results",
+    "write_coco_results",
+]
 
 PosesPerImage = Mapping[int, Sequence[Pose]]
 """Image id -> poses (keypoints (K, 3) in image pixels, schema order)."""
@@ -116,6 +125,84 @@ def read_coco_results(
         bbox = np.concatenate([xy.min(0), xy.max(0)]) if found.any() else np.zeros(4)
         out.setdefault(image_id, []).append(Pose(kpts[0], score, bbox.astype(np.float32)))
     return out
+
+
+def read_coco_detections(
+    path: str | Path, *, category_id: int | None = None, min_score: float = 0.0
+) -> dict[int, np.ndarray]:
+    """Read a COCO detection results JSON into boxes per image (e.g. for top-down prediction).
+
+    The file is a JSON list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``
+    (x, y the top-left corner in image pixels, w, h >= 0), as detectors write for COCO.
+
+    Args:
+        path: the JSON file.
+        category_id: keep only the detections of this category (default: every category).
+        min_score: keep only the detections with ``score >= min_score``.
+
+    Returns:
+        image id -> (M, 5) float32 boxes ``x1, y1, x2, y2, score`` (image pixels), in the file's
+        order; images without a kept detection have no entry.
+
+    Raises:
+        DatasetError: the file cannot be read or is not such a list; names the file, the entry
+            index and what is wrong with it.
+    """
+    path = Path(path)
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read COCO detections: {exc}") from None
+    if not isinstance(entries, list):
+        raise DatasetError(
+            f"{path}: COCO detections must be a JSON list, got {type(entries).__name__}"
+        )
+    rows: dict[int, list[list[float]]] = {}
+    for n, entry in enumerate(entries):
+        image_id, cat, box, score = _detection(entry, f"{path}: detection {n}")
+        if (category_id is None or cat == category_id) and score >= min_score:
+            x, y, w, h = box
+            rows.setdefault(image_id, []).append([x, y, x + w, y + h, score])
+    return {i: np.asarray(r, dtype=np.float32).reshape(-1, 5) for i, r in rows.items()}
+
+
+def _detection(entry: Any, where: str) -> tuple[int, int, list[float], float]:
+    """(image id, category id, xywh box, score) of one detection entry, checked."""
+    if not isinstance(entry, Mapping):
+        raise DatasetError(f"{where} is not an object: {entry!r:.80}")
+    missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in entry]
+    if missing:
+        raise DatasetError(f"{where} lacks field(s) {missing}")
+    ids = []
+    for key in ("image_id", "category_id"):
+        value = entry[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not np.isfinite(value)
+            or value != int(value)
+        ):
+            raise DatasetError(f"{where}: {key} must be an integer, got {value!r}")
+        ids.append(int(value))
+    box, score = entry["bbox"], entry["score"]
+    numbers = (int, float)
+    if (
+        not isinstance(box, list)
+        or len(box) != 4
+        or not all(isinstance(v, numbers) and not isinstance(v, bool) for v in box)
+        or not np.isfinite(box).all()
+        or box[2] < 0
+        or box[3] < 0
+    ):
+        raise DatasetError(
+            f"{where} (image id {ids[0]}): bbox must be 4 finite numbers x, y, w >= 0, h >= 0; "
+            f"got {box!r}"
+        )
+    if isinstance(score, bool) or not isinstance(score, numbers) or not np.isfinite(score):
+        raise DatasetError(
+            f"{where} (image id {ids[0]}): score must be a finite number, got {score!r}"
+        )
+    return ids[0], ids[1], [float(v) for v in box], float(score)
 
 
 def file_index(schema: KeypointSchema, names: Sequence[str] | None) -> np.ndarray:

@@ -189,7 +189,7 @@ def perfect_map_poses(
     """Decode the codec's own targets of the ground truth: the AP ceiling of a perfect network.
 
     Each image's labeled instances are encoded as a network trained to perfection would output
-    them (the targets named in ``codec.layout``), decoded, and mapped back to image pixels, ready
+    them (``codec.perfect_outputs``), decoded, and mapped back to image pixels, ready
     for :func:`evaluate_coco`. For codecs of whole images (bottom-up).
 
     Args:
@@ -211,9 +211,8 @@ def perfect_map_poses(
         place = place_scaled((rec.width, rec.height), scale, scale, codec.stride)
         kpts = np.array(rec.keypoints, dtype=np.float64, copy=True)
         kpts[..., :2] = transform_points(kpts[..., :2], place.matrix)
-        targets = codec.encode(kpts, place.padded).arrays()
+        outputs = codec.perfect_outputs(codec.encode(kpts, place.padded))
         out_to_img = compose_affine(invert_affine(place.matrix), codec.output_to_input_matrix())
-        outputs = [targets[name] for name in codec.layout.names]
         out[int(rec.image_id)] = codec.decode(*outputs, affine=out_to_img, config=config)
     return out
 

@@ -1,14 +1,17 @@
-"""Training losses: ``LossParts`` (the total and its named parts per stage), and the bottom-up loss
-(masked MSE on heatmaps and PAFs, summed over the network's stages)."""
+"""Training losses: ``LossParts`` (the total and its named parts per stage); the bottom-up loss
+(masked MSE on heatmaps and PAFs, summed over the network's stages); the top-down losses
+(keypoint-weighted heatmap MSE, SimCC's KL divergence, RLE's Laplace likelihood)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from posekit.codecs.paf import PafCodec
+from posekit.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -78,3 +81,128 @@ class BottomUpLoss(torch.nn.Module):
             parts_h.append(float(loss_h.detach()))
             parts_p.append(float(loss_p.detach()))
         return LossParts(total, {"heatmaps": tuple(parts_h), "pafs": tuple(parts_p)})
+
+
+# ---------------------------------------------------------------------- top-down losses
+# keypoint-weighted heatmap MSE, SimCC's KL divergence, RLE's Laplace likelihood; the weights
+# (N, K) come from the codec's targets (``keypoint_weights``: joint weights, 0 = ignore).
+
+
+def _check_shapes(
+    name: str, pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
+) -> None:
+    """ConfigError unless ``pred`` and ``target`` have one shape and ``weights`` is its (N, K)."""
+    if pred.shape != target.shape or weights.shape != pred.shape[:2]:
+        raise ConfigError(
+            f"{name}: expected predictions and targets of one shape (N, K, ...) and keypoint "
+            f"weights (N, K), got {tuple(pred.shape)}, {tuple(target.shape)} and "
+            f"{tuple(weights.shape)}"
+        )
+
+
+class KeypointMSELoss(torch.nn.Module):
+    """Keypoint-weighted mean squared error of top-down heatmaps::
+
+        L = 1/N sum_n [ 1/(K h w) sum_{k, i, j} w_nk (p_nkij - t_nkij)^2 ]
+
+    the mean over the N instances of each one's weighted mean squared error, i.e. the mean over
+    every element of ``w * (p - t)^2`` (MMPose's ``KeypointMSELoss`` with ``use_target_weight``,
+    always on here: weights carry the schema's ``joint_weights`` and zero unlabelled keypoints).
+    """
+
+    def forward(
+        self, heatmaps: torch.Tensor, target: torch.Tensor, keypoint_weights: torch.Tensor
+    ) -> torch.Tensor:
+        """Scalar loss of predicted ``heatmaps`` (N, K, h, w) against ``target`` (N, K, h, w)
+        with ``keypoint_weights`` (N, K) (``Targets.keypoint_weights``)."""
+        _check_shapes("KeypointMSELoss", heatmaps, target, keypoint_weights)
+        w = keypoint_weights.reshape(*keypoint_weights.shape, *(1,) * (heatmaps.dim() - 2))
+        return ((heatmaps - target) ** 2 * w).mean()
+
+
+class SimccKLLoss(torch.nn.Module):
+    """KL divergence of SimCC's 1-D distributions (MMPose's ``KLDiscretLoss`` style)::
+
+        p^a_nk = softmax(beta * z^a_nk)          (over the bins of axis a in {x, y})
+        q^a_nk = t^a_nk / sum_b t^a_nkb          (the labels as a distribution)
+        L = 1/2 sum_a [ 1/(N K) sum_{n,k} w_nk KL(q^a_nk || p^a_nk) ],
+        KL(q || p) = sum_b q_b (log q_b - log p_b)   (0 log 0 = 0)
+
+    so a prediction with ``softmax(beta * z) == q`` has loss 0. Differences from MMPose, for
+    porting learning rates: MMPose averages the KL over the bins instead of summing it and sums
+    over instances and both axes instead of averaging (its term of an axis of L bins is 2N / L
+    times this one's); it uses the labels as given (or their softmax), where this normalizes them.
+
+    Args:
+        beta: temperature of the softmax over the predicted logits (RTMPose: 10.0).
+    """
+
+    def __init__(self, beta: float = 10.0):
+        super().__init__()
+        if not beta > 0:
+            raise ConfigError(f"SimccKLLoss: beta must be > 0, got {beta!r}")
+        self.beta = float(beta)
+
+    def forward(
+        self,
+        simcc_x: torch.Tensor,
+        simcc_y: torch.Tensor,
+        target_x: torch.Tensor,
+        target_y: torch.Tensor,
+        keypoint_weights: torch.Tensor,
+    ) -> torch.Tensor:
+        """Scalar loss of predicted logits ``simcc_x`` (N, K, Wx), ``simcc_y`` (N, K, Wy) against
+        the labels ``target_x``, ``target_y`` of the same shapes (``SimccTargets``) with
+        ``keypoint_weights`` (N, K)."""
+        total = simcc_x.new_zeros(())
+        for pred, target in ((simcc_x, target_x), (simcc_y, target_y)):
+            _check_shapes("SimccKLLoss", pred, target, keypoint_weights)
+            log_p = torch.log_softmax(self.beta * pred, dim=-1)
+            q = target / target.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(target.dtype).tiny)
+            kl = (torch.xlogy(q, q) - q * log_p).sum(dim=-1)  # (N, K)
+            total = total + 0.5 * (keypoint_weights * kl).mean()
+        return total
+
+
+class RleLoss(torch.nn.Module):
+    """Negative log-likelihood of a Laplace distribution per coordinate (RLE, Li et al., 2021,
+    "Human Pose Regression with Residual Log-likelihood Estimation", without its normalizing
+    flow)::
+
+        s = max(sigma, eps)
+        nll = log(s) + |mu - t| / s + log 2         (per keypoint and coordinate)
+        L = 1/(2 N K) sum_{n,k,c} w_nk nll_nkc
+
+    The minimum over sigma is at ``sigma = |mu - t|``, and the gradient pulls mu towards t with
+    magnitude ``w / sigma`` (over 2NK): an uncertain keypoint pulls less. Coordinates and sigmas
+    are in the codec's normalized units (``codecs.regression.RleCodec``).
+
+    Args:
+        eps: floor of sigma, 1e-4 by default: at sigma = 0, log and division give inf / NaN, and
+            with the floor the gradients ``1 / s`` (<= 1e4) and ``|mu - t| / s^2`` stay finite in
+            float32. In normalized units 1e-4 is 0.03 px of a 256-px crop side, well below the
+            noise of keypoint labels, so the floor only binds on errors no label can check; heads
+            give sigma > 0 (sigmoid / softplus); below the floor sigma gets no gradient.
+    """
+
+    def __init__(self, eps: float = 1e-4):
+        super().__init__()
+        if not eps > 0:
+            raise ConfigError(f"RleLoss: eps must be > 0, got {eps!r}")
+        self.eps = float(eps)
+
+    def forward(
+        self,
+        coords: torch.Tensor,
+        sigmas: torch.Tensor,
+        target: torch.Tensor,
+        keypoint_weights: torch.Tensor,
+    ) -> torch.Tensor:
+        """Scalar loss of predicted means ``coords`` (N, K, 2) and scales ``sigmas`` (N, K, 2)
+        against ``target`` (N, K, 2) (``RegressionTargets.coords``) with ``keypoint_weights``
+        (N, K)."""
+        _check_shapes("RleLoss", coords, target, keypoint_weights)
+        _check_shapes("RleLoss", sigmas, target, keypoint_weights)
+        s = sigmas.clamp_min(self.eps)
+        nll = torch.log(s) + (coords - target).abs() / s + math.log(2.0)
+        return (nll * keypoint_weights[..., None]).mean()

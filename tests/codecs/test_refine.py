@@ -80,7 +80,9 @@ def test_modulation_keeps_the_maximum_and_location():
     x, y, _ = argmax_2d(smooth)
     dx, dy = refine_dark(safe_log(smooth), x, y)
     assert abs(x[0, 0] + dx[0, 0] - 20.2) < 0.1 and abs(y[0, 0] + dy[0, 0] - 30.7) < 0.1
-    labels = np.exp(-0.5 * ((np.arange(100) - 40.3) / 4.0) ** 2)[None]
-    assert modulate(labels, 7).shape == (1, 100)
+    labels = np.exp(-0.5 * ((np.arange(100) - 40.3) / 4.0) ** 2) * np.ones((3, 5, 1))
+    smooth_labels = modulate(labels, 7, dims=1)  # along L only: the 15 vectors stay equal
+    assert smooth_labels.shape == (3, 5, 100) and np.allclose(smooth_labels, smooth_labels[0, 0])
+    assert np.argmax(smooth_labels[0, 0]) == 40
     with pytest.raises(ValueError, match="odd positive"):
         modulate(maps, 4)

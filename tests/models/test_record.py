@@ -46,7 +46,7 @@ def test_a_posekit_0_1_record_reads_as_a_bottom_up_paf_model():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"codec": {"name": "simcc"}}, "unknown codec 'simcc'"),
+        ({"codec": {"name": "hourglass"}}, "unknown codec .hourglass."),
         ({"codec": {"name": "paf", "sigmaa": 2}}, r"unknown parameter\(s\) \['sigmaa'\]"),
         ({"family": "sideways"}, "unknown model family 'sideways'"),
         ({"family": "topdown"}, "codec 'paf' is a bottomup codec, not topdown"),
