@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+from tests.checkpoint_files import noisy_lwop, write_posekit_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -29,3 +32,18 @@ def coco_val(shared_data: Path) -> tuple[Path, Path]:
         _require(shared_data / "coco_mini/annotations/person_keypoints_val2017.json"),
         _require(shared_data / "coco_mini/images/val2017"),
     )
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """``--threads`` sets torch's global thread count; restore it for the other tests."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A posekit checkpoint (coco_person) whose maps have peaks, so poses are found."""
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    return write_posekit_checkpoint(path, noisy_lwop("coco_person"), input_height=128)

@@ -10,31 +10,13 @@ import re
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from posekit.cli import main
 from posekit.engine.evaluate import METRICS, evaluate_coco
 from posekit.schema import KeypointSchema
 from posekit.schema_names import COCO_PERSON_KEYPOINTS
-from tests.checkpoint_files import noisy_lwop, write_official_checkpoint, write_posekit_checkpoint
-
-IMAGES = ("000000000139.jpg", "000000034417.jpg", "000000231125.jpg")  # 1, 2 people; one portrait
-FAST = ["--height", "128", "--threads", "1"]
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    """``--threads`` sets torch's global thread count; restore it for the other tests."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A posekit checkpoint (coco_person) whose maps have peaks, so poses are found."""
-    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    return write_posekit_checkpoint(path, noisy_lwop("coco_person"), input_height=128)
+from tests.checkpoint_files import write_official_checkpoint
+from tests.cli_inputs import FAST, IMAGES
 
 
 @pytest.fixture

@@ -56,14 +56,12 @@ from posekit.codecs.base import ArrayLike, OutputLayout, OutputSpec, Targets, ch
 from posekit.codecs.refine import argmax_2d, modulate, refine_dark, refine_quarter, safe_log
 from posekit.codecs.topdown import (
     check_input_size,
-    check_keypoints,
+    encoder_inputs,
     flip_outputs,
-    keypoint_weights,
     poses_from_keypoints,
     to_numpy,
 )
 from posekit.errors import ConfigError, SchemaError
-from posekit.geometry import transform_points
 from posekit.schema import KeypointSchema
 from posekit.structures import Pose
 
@@ -313,18 +311,8 @@ class HeatmapCodec:
         Returns:
             :class:`HeatmapTargets` (module docstring, "Encoded").
         """
-        if input_size is not None:
-            self.output_size(input_size)
-        if ignore_mask is not None:
-            raise ConfigError(
-                f"{type(self).__name__}.encode: ignore_mask must be None (top-down targets have "
-                f"no ignore regions), got an array of shape {np.shape(ignore_mask)}"
-            )
-        kpts = check_keypoints(keypoints, self.schema)
-        weights = keypoint_weights(kpts, self.schema, self.input_size)
+        kpts_out, weights = encoder_inputs(self, keypoints, input_size, ignore_mask)
         used = weights > 0
-        kpts_out = transform_points(kpts[..., :2], self.input_to_output_matrix())
-        kpts_out = np.where(used[..., None], kpts_out, 0.0)  # unlabelled ones may be NaN
         if self.centre == "integer":
             kpts_out = np.floor(kpts_out + 0.5)
         w, h = self.heatmap_size

@@ -41,14 +41,12 @@ import numpy as np
 from posekit.codecs.base import ArrayLike, OutputLayout, OutputSpec, Targets, check_params
 from posekit.codecs.topdown import (
     check_input_size,
-    check_keypoints,
+    encoder_inputs,
     flip_outputs,
-    keypoint_weights,
     poses_from_keypoints,
     to_numpy,
 )
 from posekit.errors import ConfigError, SchemaError
-from posekit.geometry import transform_points
 from posekit.schema import KeypointSchema
 from posekit.structures import Pose
 
@@ -150,22 +148,8 @@ class _CoordinateCodec:
         Returns:
             :class:`RegressionTargets` (the "Encoded" section of the module docstring).
         """
-        name = type(self).__name__
-        if input_size is not None and check_input_size(input_size, name) != self.input_size:
-            raise ConfigError(
-                f"{name}.encode: input_size (W, H) = {tuple(input_size)} differs from the codec's "
-                f"{self.input_size}, which fixes the normalization (build the codec for that size)"
-            )
-        if ignore_mask is not None:
-            raise ConfigError(
-                f"{name}.encode: ignore_mask must be None (top-down targets have no ignore "
-                f"regions), got an array of shape {np.shape(ignore_mask)}"
-            )
-        kpts = check_keypoints(keypoints, self.schema)
-        weights = keypoint_weights(kpts, self.schema, self.input_size)
-        uv = transform_points(kpts[..., :2], self.input_to_output_matrix())
-        uv = np.where(weights[..., None] > 0, uv, 0.0).astype(np.float32)
-        return RegressionTargets(coords=uv, keypoint_weights=weights)
+        uv, weights = encoder_inputs(self, keypoints, input_size, ignore_mask)
+        return RegressionTargets(coords=uv.astype(np.float32), keypoint_weights=weights)
 
     # ------------------------------------------------------------------ decode helpers
     def _check(self, array: ArrayLike, name: str, n: int | None = None) -> np.ndarray:

@@ -48,14 +48,12 @@ from posekit.codecs.base import ArrayLike, OutputLayout, OutputSpec, Targets, ch
 from posekit.codecs.refine import argmax_1d, modulate, refine_1d
 from posekit.codecs.topdown import (
     check_input_size,
-    check_keypoints,
+    encoder_inputs,
     flip_outputs,
-    keypoint_weights,
     poses_from_keypoints,
     to_numpy,
 )
 from posekit.errors import ConfigError, SchemaError
-from posekit.geometry import transform_points
 from posekit.schema import KeypointSchema
 from posekit.structures import Pose
 
@@ -247,22 +245,8 @@ class SimccCodec:
         Returns:
             :class:`SimccTargets` (the "Encoded" section of the module docstring).
         """
-        if input_size is not None and check_input_size(input_size, "SimccCodec") != self.input_size:
-            raise ConfigError(
-                f"SimccCodec.encode: input_size (W, H) = {tuple(input_size)} differs from the "
-                f"codec's {self.input_size}, which fixes the bins (build the codec for that size)"
-            )
-        if ignore_mask is not None:
-            raise ConfigError(
-                f"SimccCodec.encode: ignore_mask must be None (top-down targets have no ignore "
-                f"regions), got an array of shape {np.shape(ignore_mask)}"
-            )
-        kpts = check_keypoints(keypoints, self.schema)
-        weights = keypoint_weights(kpts, self.schema, self.input_size)
+        xy, weights = encoder_inputs(self, keypoints, input_size, ignore_mask)
         used = weights > 0
-        xy = np.where(
-            used[..., None], transform_points(kpts[..., :2], self.input_to_output_matrix()), 0
-        )
         labels = []
         for axis, bins in enumerate(self.output_size(self.input_size)):
             d = np.arange(bins, dtype=np.float64) - xy[..., axis, None]  # (N, K, bins)

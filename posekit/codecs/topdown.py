@@ -22,12 +22,13 @@ import numpy as np
 
 from posekit.codecs.base import ArrayLike, Codec
 from posekit.errors import ConfigError, SchemaError
-from posekit.geometry import compose_affine, invert_affine
+from posekit.geometry import compose_affine, invert_affine, transform_points
 from posekit.schema import KeypointSchema
 from posekit.structures import Pose
 
 __all__ = [
     "TopDownCodec",
+    "encoder_inputs",
     "perfect_keypoints",
     "check_input_size",
     "check_keypoints",
@@ -107,6 +108,37 @@ def keypoint_weights(
     inside = (x >= -0.5) & (x < w - 0.5) & (y >= -0.5) & (y < h - 0.5)
     weights = np.asarray(schema.joint_weights, dtype=np.float32)
     return np.where((v > 0) & inside, weights, np.float32(0.0)).astype(np.float32)
+
+
+def encoder_inputs(
+    codec: TopDownCodec,
+    keypoints: np.ndarray,
+    input_size: tuple[int, int] | None,
+    ignore_mask: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What every top-down ``encode`` starts with: the checked crop keypoints in the codec's
+    output frame, (N, K, 2) float64 (0 where the weight is 0: unlabelled ones may be NaN), and
+    their weights (N, K) float32 (``keypoint_weights``).
+
+    ConfigError for an ``input_size`` other than the codec's (it fixes the output frame) and for
+    an ``ignore_mask``: a crop's targets are those of its own instance, whose unlabelled keypoints
+    already weigh 0, so there is nothing to ignore.
+    """
+    name = type(codec).__name__
+    if input_size is not None and check_input_size(input_size, name) != codec.input_size:
+        raise ConfigError(
+            f"{name}.encode: input_size (W, H) = {tuple(input_size)} differs from the codec's "
+            f"{codec.input_size}, which fixes its output frame (build the codec for that size)"
+        )
+    if ignore_mask is not None:
+        raise ConfigError(
+            f"{name}.encode: ignore_mask must be None (top-down targets have no ignore regions), "
+            f"got an array of shape {np.shape(ignore_mask)}"
+        )
+    kpts = check_keypoints(keypoints, codec.schema)
+    weights = keypoint_weights(kpts, codec.schema, codec.input_size)
+    out = transform_points(kpts[..., :2], codec.input_to_output_matrix())
+    return np.where(weights[..., None] > 0, out, 0.0), weights
 
 
 def flip_outputs(

@@ -382,7 +382,10 @@ def test_bad_inputs_give_clear_errors():
     kpts = _random_keypoints(2, seed=11)
     with pytest.raises(SchemaError, match=r"expected \(N, 17, 3\) for schema 'coco_person'"):
         codec.encode(kpts[:, :16])
-    with pytest.raises(ConfigError, match=r"must be the codec's input_size \(192, 256\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"input_size \(W, H\) = \(256, 192\) differs from the codec's \(192, 256\)",
+    ):
         codec.encode(kpts, (256, 192))
     with pytest.raises(ConfigError, match=r"must be the codec's input_size"):
         codec.output_size((384, 512))
