@@ -24,6 +24,11 @@ LAYERS = (
 """Lowest first; ``posekit/__init__.py`` re-exports from the first layer only."""
 
 FAMILY_MODULES = (
+    "posekit.codecs.heatmap",
+    "posekit.codecs.simcc",
+    "posekit.codecs.regression",
+    "posekit.codecs.topdown",
+    "posekit.data.crops",
     "posekit.codecs.paf",
     "posekit.codecs.paf_grouping",
     "posekit.codecs.paf_limbs",
@@ -33,7 +38,7 @@ FAMILY_MODULES = (
     "posekit.tasks.bottomup",
     "posekit.inference.bottomup",
 )
-"""Modules of the bottom-up family (a new family adds its own, beside these)."""
+"""Modules of one family: bottom-up (PAF) or top-down (crops and their codecs)."""
 
 SHARED = (
     "engine/trainer.py",
