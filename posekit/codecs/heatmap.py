@@ -14,10 +14,14 @@ inverse maps decoded cells back (``output_to_input_matrix``):
   DARK codecs use ``x_out = x_in / s`` instead, half a cell minus half a pixel off.
 - ``frame="udp"`` (Huang et al., 2020, "The Devil is in the Details"): the first and last pixel
   centers align, ``x_out = x_in (w - 1) / (W - 1)``, ``y_out = y_in (h - 1) / (H - 1)``; any sizes.
+- ``frame="scale"``: ``x_out = x_in / s``, the frame the published MSRA / HRNet models and
+  MMPose's MSRA and DARK codecs were trained in: use it to decode those weights as trained.
 
-In both frames a mirrored crop (``x_in -> W - 1 - x_in``) is exactly a reversal of the heatmap
-columns (``x_out -> w - 1 - x_out``), so ``unflip`` reverses them and permutes the keypoints,
-without the one-cell shift of MMPose's flip-test recipes.
+In the stride and udp frames a mirrored crop (``x_in -> W - 1 - x_in``) is exactly a reversal of
+the heatmap columns (``x_out -> w - 1 - x_out``), so ``unflip`` reverses them and permutes the
+keypoints, without the one-cell shift of MMPose's flip-test recipes. In the scale frame the mirror
+is ``x_out -> w - 1/s - x_out``: ``unflip`` reverses the columns and resamples them ``1 - 1/s``
+cells back (linear interpolation, where MMPose shifts by one whole cell).
 
 Encoded (``encode``):
 
@@ -80,7 +84,7 @@ __all__ = [
 CENTRES = ("integer", "float")
 """Where a target Gaussian is centred: on the nearest cell (MSRA) or at the exact keypoint."""
 
-FRAMES = ("stride", "udp")
+FRAMES = ("stride", "udp", "scale")
 """Input -> heatmap frames (see the module docstring)."""
 
 REFINE_METHODS = ("dark", "quarter", "none")
@@ -149,7 +153,8 @@ class HeatmapCodec:
         sigma: Gaussian std of the targets, in heatmap cells (MSRA at 64 x 48: 2).
         centre: ``"float"`` (Gaussian at the exact keypoint) or ``"integer"`` (at the nearest cell,
             MSRA as published).
-        frame: ``"stride"`` (W / w == H / h, an integer) or ``"udp"`` (any sizes).
+        frame: ``"stride"`` (W / w == H / h, an integer), ``"udp"`` (any sizes) or ``"scale"``
+            (published MSRA / HRNet weights; W / w == H / h, an integer).
         decode_config: default decoding parameters (``decode(config=...)`` overrides them).
 
     Attributes:
@@ -189,9 +194,9 @@ class HeatmapCodec:
                 f"{type(self.decode_config).__name__}"
             )
         (big_w, big_h), (w, h) = self.input_size, self.heatmap_size
-        if self.frame == "stride" and (big_w % w or big_h % h or big_w // w != big_h // h):
+        if self.frame != "udp" and (big_w % w or big_h % h or big_w // w != big_h // h):
             raise ConfigError(
-                f"{cls}: frame 'stride' needs input_size (W, H) = {self.input_size} to be one "
+                f"{cls}: frame {self.frame!r} needs input_size (W, H) = {self.input_size} to be one "
                 f"integer stride times heatmap_size (w, h) = {self.heatmap_size} (W / w == H / h); "
                 f"use frame 'udp' for other sizes"
             )
@@ -225,6 +230,8 @@ class HeatmapCodec:
         if self.frame == "udp":
             return (small - 1.0) / (big - 1.0), np.zeros(2)
         s = big / small  # one integer stride on both axes (checked)
+        if self.frame == "scale":
+            return 1.0 / s, np.zeros(2)
         return 1.0 / s, -(s - 1.0) / (2.0 * s)
 
     def input_to_output_matrix(self) -> np.ndarray:
@@ -381,9 +388,16 @@ class HeatmapCodec:
     # ------------------------------------------------------------------ flip
     def unflip(self, heatmaps: ArrayLike) -> tuple[np.ndarray]:
         """Heatmaps (N, K, h, w) of mirrored crops -> heatmaps of the crops themselves: columns
-        reversed, keypoints permuted by ``schema.flip_index`` (exact in both frames)."""
-        maps = self._check_maps(heatmaps)
-        return (flip_outputs(maps, self.schema.flip_index, reverse_axis=-1),)
+        reversed, keypoints permuted by ``schema.flip_index`` (exact in the stride and udp
+        frames); in the scale frame the reversed columns are then resampled ``1 - 1/s`` cells
+        back (module docstring)."""
+        maps = flip_outputs(self._check_maps(heatmaps), self.schema.flip_index, reverse_axis=-1)
+        if self.frame == "scale":
+            # the reversed maps R peak at x - (1 - 1/s): U(x) = R(x - a), linear in between
+            a = 1.0 - 1.0 / self.stride
+            before = np.concatenate([maps[..., :1], maps[..., :-1]], axis=-1)
+            maps = ((1.0 - a) * maps + a * before).astype(np.float32)
+        return (maps,)
 
     # ------------------------------------------------------------------ checks
     def _config(self, config: HeatmapDecodeConfig | None) -> HeatmapDecodeConfig:

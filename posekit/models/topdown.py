@@ -1,0 +1,64 @@
+"""Top-down networks: one person crop -> the outputs of a top-down codec.
+
+``TopDownNet`` is a trunk (``backbone``: ``(B, 3, H, W) -> (B, C, H/s, W/s)``, attribute
+``out_channels``) and a head (``models.heads.topdown``) sized from the codec's layout. It keeps the
+model contract of every posekit network: ``forward(x)`` returns a list of stages (here one),
+each a tuple of outputs in the codec's layout order, so training, the runtime and export treat
+it like the bottom-up networks. Its state_dict keys are ``backbone.*`` and ``head.*`` (MMPose
+1.x's layout for its top-down heatmap models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from posekit.codecs.base import OutputLayout
+from posekit.schema import KeypointSchema
+
+__all__ = ["TopDownNet"]
+
+
+class TopDownNet(nn.Module):
+    """A trunk and a head for crops of ``input_size``.
+
+    Args:
+        schema: the keypoint schema (kept as ``self.schema``).
+        backbone: the trunk; ``backbone.out_channels`` features at ``trunk_stride``.
+        head: maps the features to the codec's outputs (a tuple in layout order).
+        layout: the codec's layout (kept as ``self.layout``).
+        stride: input pixels per output cell of map outputs (heatmaps); 1 for SimCC / regression.
+        options: the builder options that rebuild the network (``zoo.build_model``).
+    """
+
+    def __init__(
+        self,
+        schema: KeypointSchema,
+        backbone: nn.Module,
+        head: nn.Module,
+        layout: OutputLayout,
+        *,
+        stride: int,
+        options: Mapping[str, Any],
+    ) -> None:
+        super().__init__()
+        self.schema = schema
+        self.layout = layout
+        self.stride = int(stride)
+        self._options = dict(options)
+        self.backbone = backbone
+        self.head = head
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The builder options that rebuild this network (``zoo.build_model(name, **options)``)."""
+        return dict(self._options)
+
+    def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """``x (B, 3, H, W)`` crops -> ``[outputs]``: one stage, the head's tuple."""
+        if not torch.jit.is_tracing() and (x.dim() != 4 or x.shape[1] != 3):
+            raise ValueError(f"expected input (B, 3, H, W), got {tuple(x.shape)}")
+        return [tuple(self.head(self.backbone(x)))]
