@@ -294,8 +294,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from posekit.data.coco import CocoKeypointDataset
     from posekit.data.results import write_coco_results
     from posekit.engine.evaluate import evaluate_coco, format_metrics, predict_dataset
+    from posekit.engine.matching import match_instances
     from posekit.engine.metrics import KEYPOINT_METRICS, KeypointAccuracy, format_keypoint_metrics
-    from posekit.engine.oks import match_instances
 
     allowed = ("ap", *KEYPOINT_METRICS)
     names = list(dict.fromkeys(m.lower() for m in args.metric))

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "posekit"
 
 LAYERS = (
     ("errors", "schema_names", "schema_skeleton", "schema", "schemas", "structures", "geometry",
-     "devices", "visualize"),
+     "oks", "devices", "visualize"),
     ("data", "config", "media"),
     ("codecs",),
     ("inference",),

@@ -2,7 +2,7 @@
 
 These metrics compare one predicted pose with one ground-truth instance. Top-down prediction with
 the ground-truth boxes gives the pairs in order; for multi-person predictions
-``engine.oks.match_by_oks`` (per image) and ``engine.oks.match_instances`` (a dataset, giving the
+``engine.matching.match_by_oks`` (per image) and ``engine.matching.match_instances`` (a dataset, giving the
 ``MatchedInstances`` that ``KeypointAccuracy.compute`` takes) pair every ground-truth instance
 with the prediction of highest OKS.
 
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from posekit.engine.oks import MatchedInstances
+from posekit.engine.matching import MatchedInstances
 from posekit.errors import ConfigError, SchemaError
 from posekit.schema import KeypointSchema
 

@@ -10,6 +10,7 @@ import pytest
 
 from posekit import ConfigError, KeypointSchema, SchemaError
 from posekit.data.coco import CocoKeypointDataset
+from posekit.engine.matching import match_by_oks, match_instances
 from posekit.engine.metrics import (
     KeypointAccuracy,
     KeypointScore,
@@ -23,7 +24,6 @@ from posekit.engine.metrics import (
     pair_distance,
     pck,
 )
-from posekit.engine.oks import match_by_oks, match_instances
 from posekit.structures import Pose
 
 TRI = KeypointSchema("tri", ("a", "b", "c"), skeleton=(("a", "b"), ("b", "c")),

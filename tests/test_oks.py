@@ -14,7 +14,7 @@ from pycocotools.cocoeval import COCOeval
 from posekit import KeypointSchema, SchemaError
 from posekit.data.coco import CocoKeypointDataset
 from posekit.engine.evaluate import evaluate_coco
-from posekit.engine.oks import oks, oks_nms, pose_overlaps, rescore
+from posekit.oks import oks, oks_nms, pose_overlaps, rescore
 from posekit.structures import Pose
 
 TRI = KeypointSchema("tri", ("a", "b", "c"), skeleton=(("a", "b"), ("b", "c")),
