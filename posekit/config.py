@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from posekit.data.crops import CropConfig
 from posekit.data.synth import SynthConfig
 from posekit.data.transforms import AugmentConfig
 from posekit.errors import ConfigError
@@ -83,6 +84,9 @@ class DataConfig:
     split of the same seed, so none repeats a training image). The default is small images of
     one or two large figures with part-colored limbs, which ``paf_tiny`` learns in minutes on a
     CPU; ``posekit synth``'s own defaults are harder (up to 6 figures at 368 x 368).
+    ``augment``: the whole-image augmentation of bottom-up models; ``crop``: the person crops of
+    top-down models (``data.crops.CropConfig``: MMPose's COCO recipe; the crop size is the codec's
+    ``input_size``).
     """
 
     schema: str | None = None
@@ -95,6 +99,7 @@ class DataConfig:
     synth_val_images: int = 100
     workers: int = 2
     augment: AugmentConfig = field(default_factory=lambda: DEMO_AUGMENT)
+    crop: CropConfig = field(default_factory=CropConfig)
 
     def __post_init__(self) -> None:
         _check(

@@ -37,6 +37,10 @@ FAMILY_MODULES = (
     "posekit.models.heads.paf",
     "posekit.tasks.bottomup",
     "posekit.inference.bottomup",
+    "posekit.inference.topdown",
+    "posekit.tasks.topdown",
+    "posekit.models.topdown",
+    "posekit.models.heads.topdown",
 )
 """Modules of one family: bottom-up (PAF) or top-down (crops and their codecs)."""
 
@@ -111,4 +115,4 @@ def test_every_family_with_a_model_has_a_codec_task_and_predictor():
     families = {entry.family for entry in MODELS.values()}
     assert families <= set(TASKS) and families <= set(PREDICTORS)
     for entry in MODELS.values():
-        assert CODECS[entry.codec].family == entry.family
+        assert CODECS[entry.codec["name"]].family == entry.family

@@ -32,7 +32,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from posekit.codecs import build_codec
 from posekit.codecs.base import Codec
 from posekit.config import Config, config_to_dict, save_config
 from posekit.data.coco import CocoKeypointDataset
@@ -475,17 +474,13 @@ class Trainer:
 
 # ---------------------------------------------------------------------- helpers
 def _codec(config: Config, schema: KeypointSchema) -> Codec:
-    """The config's ``codec:`` (name + parameters; default the model's codec) for ``schema``."""
-    params = dict(config.codec)
-    name = params.pop("name", None)
-    if name is None:
-        if config.model.name not in zoo.MODELS:
-            raise ConfigError(
-                f"model.name: unknown model {config.model.name!r}; available: {sorted(zoo.MODELS)}"
-            )
-        name = zoo.MODELS[config.model.name].codec
+    """The config's ``codec:`` (name + parameters) over the model's default codec, for ``schema``."""
+    if config.model.name not in zoo.MODELS:
+        raise ConfigError(
+            f"model.name: unknown model {config.model.name!r}; available: {sorted(zoo.MODELS)}"
+        )
     try:
-        return build_codec(str(name), schema, **params)
+        return zoo.default_codec(config.model.name, schema, config.codec)
     except ConfigError as exc:
         raise ConfigError(f"codec: {exc}") from None
 

@@ -23,6 +23,7 @@ from posekit.codecs.paf import PafCodec, PafDecodeConfig
 from posekit.errors import ConfigError
 from posekit.inference.bottomup import BottomUpPredictor, Maps
 from posekit.inference.runtime import PRECISIONS, Runtime
+from posekit.inference.topdown import TopDownPredictor
 from posekit.schema import KeypointSchema
 from posekit.structures import InputSpec
 
@@ -37,10 +38,13 @@ __all__ = [
     "Maps",
     "Predictor",
     "Runtime",
+    "TopDownPredictor",
     "create_predictor",
 ]
 
-PREDICTORS: Mapping[str, Any] = MappingProxyType({"bottomup": BottomUpPredictor})
+PREDICTORS: Mapping[str, Any] = MappingProxyType(
+    {BottomUpPredictor.family: BottomUpPredictor, TopDownPredictor.family: TopDownPredictor}
+)
 """Predictor classes by family; each takes ``(runtime, codec, input_spec, **options)``."""
 
 
@@ -61,7 +65,8 @@ def create_predictor(
         model, codec, input_spec: the network, its codec and its preprocessing.
         device, precision, channels_last, fold_batchnorm: see ``TorchRuntime``.
         options: the family's predictor options (bottom-up: ``input_height``, ``scales``,
-            ``flip``, ``decode_config``).
+            ``flip``, ``decode_config``; top-down: ``flip``, ``padding``, ``max_batch``,
+            ``nms_threshold``, ...).
     """
     from posekit.inference.torch_runtime import TorchRuntime  # torch only to run a torch module
 

@@ -16,7 +16,7 @@ from posekit.errors import ConfigError
 from posekit.geometry import Placement
 from posekit.structures import InputSpec
 
-__all__ = ["check_image", "image_batch"]
+__all__ = ["check_image", "crop_batch", "image_batch"]
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -53,4 +53,36 @@ def image_batch(
         np.multiply(region, scale_row, out=region)
     if flip:
         buf[n:] = buf[:n, :, ::-1]
+    return buf
+
+
+def crop_batch(
+    image: np.ndarray, matrices: np.ndarray, spec: InputSpec, *, flip: bool = False
+) -> np.ndarray:
+    """(M, H, W, 3) float32 input of M crops of one BGR image, crop m warped by ``matrices[m]``
+    (image -> crop, (M, 2, 3)) to (``spec.width``, ``spec.height``), bilinear, pixels from outside
+    the image at the mean color (``pad_value`` after normalisation); with ``flip`` the M mirrored
+    crops follow (2M in all)."""
+    if spec.width is None:
+        raise ConfigError("crop_batch: the input spec has no width (a fixed-size crop input)")
+    w, h = int(spec.width), spec.height
+    m = len(matrices)
+    buf = np.empty((m * (2 if flip else 1), h, w, 3), dtype=np.float32)
+    mean = np.asarray(spec.mean, np.float32)
+    inv_std = np.float32(1.0) / np.asarray(spec.std, np.float32)
+    order = spec.channel_order
+    # outside the image: the color that normalises to pad_value (in the image's BGR order)
+    fill = (spec.pad_value / inv_std + mean)[np.argsort(order)]
+    mean_row, scale_row = np.tile(mean, w), np.tile(inv_std, w)
+    for i, matrix in enumerate(matrices):
+        crop = cv2.warpAffine(image, np.asarray(matrix, np.float64), (w, h), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=tuple(float(v) for v in np.clip(fill, 0, 255)))  # fmt: skip
+        if order != [0, 1, 2]:
+            crop = crop[..., order]
+        row = buf[i].reshape(h, w * 3)
+        np.subtract(crop.reshape(h, w * 3), mean_row, out=row, dtype=np.float32)
+        np.multiply(row, scale_row, out=row)
+    if flip:
+        buf[m:] = buf[:m, :, ::-1]
     return buf

@@ -206,3 +206,20 @@ class RleLoss(torch.nn.Module):
         s = sigmas.clamp_min(self.eps)
         nll = torch.log(s) + (coords - target).abs() / s + math.log(2.0)
         return (nll * keypoint_weights[..., None]).mean()
+
+
+class KeypointL1Loss(torch.nn.Module):
+    """Keypoint-weighted mean absolute error of regressed coordinates::
+
+        L = 1/(2 N K) sum_{n,k,c} w_nk |p_nkc - t_nkc|
+
+    in the codec's normalized units (``codecs.regression.RegressionCodec``; MMPose's ``L1Loss``
+    with ``use_target_weight``)."""
+
+    def forward(
+        self, coords: torch.Tensor, target: torch.Tensor, keypoint_weights: torch.Tensor
+    ) -> torch.Tensor:
+        """Scalar loss of predicted ``coords`` (N, K, 2) against ``target`` (N, K, 2) with
+        ``keypoint_weights`` (N, K)."""
+        _check_shapes("KeypointL1Loss", coords, target, keypoint_weights)
+        return ((coords - target).abs() * keypoint_weights[..., None]).mean()

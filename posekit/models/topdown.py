@@ -17,9 +17,12 @@ import torch
 from torch import nn
 
 from posekit.codecs.base import OutputLayout
+from posekit.codecs.topdown import TopDownCodec
+from posekit.models.backbones.residual import ResidualTrunk
+from posekit.models.heads.topdown import HeatmapHead, RegressionHead, RleHead, SimccHead
 from posekit.schema import KeypointSchema
 
-__all__ = ["TopDownNet"]
+__all__ = ["TopDownNet", "residual_topdown", "topdown_head"]
 
 
 class TopDownNet(nn.Module):
@@ -62,3 +65,34 @@ class TopDownNet(nn.Module):
         if not torch.jit.is_tracing() and (x.dim() != 4 or x.shape[1] != 3):
             raise ValueError(f"expected input (B, 3, H, W), got {tuple(x.shape)}")
         return [tuple(self.head(self.backbone(x)))]
+
+
+def topdown_head(
+    codec: TopDownCodec, in_channels: int, trunk_stride: int, *, deconvs: int = 0
+) -> tuple[nn.Module, int]:
+    """The head the codec's outputs ask for on features of ``in_channels`` at ``trunk_stride``,
+    and the stride of its outputs: heatmaps (``deconvs`` transposed convs first, each halving the
+    stride), SimCC, coordinates or RLE coordinates + scales."""
+    layout = codec.layout
+    if layout.names == ("heatmaps",):
+        head = HeatmapHead(in_channels, layout, deconv_widths=(in_channels,) * deconvs)
+        return head, trunk_stride // head.upsample
+    w, h = codec.input_size
+    if layout.names == ("simcc_x", "simcc_y"):
+        return SimccHead(in_channels, (w // trunk_stride, h // trunk_stride), layout), 1
+    if layout.names == ("coords",):
+        return RegressionHead(in_channels, layout), 1
+    if layout.names == ("coords", "sigmas"):
+        return RleHead(in_channels, layout), 1
+    raise ValueError(f"no top-down head makes the outputs {layout.names}")
+
+
+def residual_topdown(
+    schema: KeypointSchema, codec: TopDownCodec, *, width: int = 32, deconvs: int = 1
+) -> TopDownNet:
+    """A small top-down network for CPU training: ``ResidualTrunk(width)`` (stride 8) and the head
+    of the codec's kind (``topdown_head``; heatmaps at stride 8 / 2^deconvs)."""
+    trunk = ResidualTrunk(width)
+    head, stride = topdown_head(codec, trunk.out_channels, 8, deconvs=deconvs)
+    options = {"width": width, "deconvs": deconvs}
+    return TopDownNet(schema, trunk, head, codec.layout, stride=stride, options=options)

@@ -17,17 +17,18 @@ import inspect
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from torch import nn
 
-from posekit.codecs import build_codec
-from posekit.codecs.base import Codec, OutputLayout
+from posekit.codecs import codec_from_dict
+from posekit.codecs.base import Codec
 from posekit.errors import ConfigError
 from posekit.models.bottomup import LightweightOpenPose, OpenPoseVGG19, PafTiny
+from posekit.models.topdown import TopDownNet, residual_topdown
 from posekit.models.weights import (
     CheckpointError,
     LoadResult,
@@ -60,6 +61,7 @@ __all__ = [
     "lwop_mobilenet",
     "openpose_vgg19",
     "paf_tiny",
+    "topdown_tiny",
 ]
 
 
@@ -69,12 +71,13 @@ class ModelEntry:
 
     Attributes:
         name: key of ``MODELS``.
-        builder: keyword-only (torchvision style): ``schema``, ``layout`` (the codec's),
-            ``weights``, ``cache_dir``, ``progress`` and the model's own options.
+        builder: keyword-only (torchvision style): ``schema``, ``codec`` (its layout sizes the
+            heads), ``weights``, ``cache_dir``, ``progress`` and the model's own options.
         weights: published weights of the model.
         description: one line for listings.
         family: ``"bottomup"`` or ``"topdown"``.
-        codec: name of the codec it is trained with by default (``codecs.CODECS``).
+        codec: the codec record it is trained with by default (``Codec.to_dict()`` form: a
+            ``name`` and the parameters that differ from the codec's defaults).
         input: its default preprocessing.
     """
 
@@ -83,7 +86,7 @@ class ModelEntry:
     weights: tuple[WeightsInfo, ...]
     description: str
     family: str = "bottomup"
-    codec: str = "paf"
+    codec: Mapping[str, Any] = field(default_factory=lambda: {"name": "paf"})
     input: InputSpec = InputSpec()
 
 
@@ -93,14 +96,14 @@ class ModelEntry:
 Weights = str | Path | WeightsInfo
 """Published weights (a ``WeightsInfo`` or a ``WEIGHTS`` name) or a local checkpoint file."""
 
-_BUILDER_ARGS = ("schema", "layout", "weights", "cache_dir", "progress")
+_BUILDER_ARGS = ("schema", "codec", "weights", "cache_dir", "progress")
 """The arguments every builder takes; the rest are the model's own options."""
 
 
 def lwop_mobilenet(
     *,
     schema: KeypointSchema | str | None = None,
-    layout: OutputLayout | None = None,
+    codec: Codec | None = None,
     weights: Weights | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
@@ -112,14 +115,14 @@ def lwop_mobilenet(
     refinement stage). See ``build_model`` for the arguments.
     """
     options = {"num_refinement_stages": num_refinement_stages}
-    return _build("lwop_mobilenet", LightweightOpenPose, schema, layout, weights, cache_dir,
+    return _build("lwop_mobilenet", _paf(LightweightOpenPose), schema, codec, weights, cache_dir,
                   progress, options)  # fmt: skip
 
 
 def openpose_vgg19(
     *,
     schema: KeypointSchema | str | None = None,
-    layout: OutputLayout | None = None,
+    codec: Codec | None = None,
     weights: Weights | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
@@ -129,14 +132,14 @@ def openpose_vgg19(
     default). See ``build_model`` for the arguments.
     """
     options = {"num_refinement_stages": num_refinement_stages}
-    return _build("openpose_vgg19", OpenPoseVGG19, schema, layout, weights, cache_dir, progress,
-                  options)  # fmt: skip
+    return _build("openpose_vgg19", _paf(OpenPoseVGG19), schema, codec, weights, cache_dir,
+                  progress, options)  # fmt: skip
 
 
 def paf_tiny(
     *,
     schema: KeypointSchema | str | None = None,
-    layout: OutputLayout | None = None,
+    codec: Codec | None = None,
     weights: Weights | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
@@ -147,7 +150,35 @@ def paf_tiny(
     weights; ``weights`` may be a checkpoint file). See ``build_model`` for the arguments.
     """
     options = {"num_refinement_stages": num_refinement_stages, "width": width}
-    return _build("paf_tiny", PafTiny, schema, layout, weights, cache_dir, progress, options)
+    return _build("paf_tiny", _paf(PafTiny), schema, codec, weights, cache_dir, progress, options)
+
+
+def topdown_tiny(
+    *,
+    schema: KeypointSchema | str | None = None,
+    codec: Codec | None = None,
+    weights: Weights | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    width: int | None = None,
+    deconvs: int | None = None,
+) -> TopDownNet:
+    """A small top-down network for CPU training from scratch (``topdown.residual_topdown``: a
+    residual trunk and the head the codec asks for: heatmaps, SimCC, regression or RLE). See
+    ``build_model`` for the arguments.
+    """
+    options = {"width": width, "deconvs": deconvs}
+    return _build("topdown_tiny", residual_topdown, schema, codec, weights, cache_dir, progress,
+                  options)  # fmt: skip
+
+
+def _paf(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """``make(schema, codec, **options)`` of a PAF network class (heads from ``codec.layout``)."""
+
+    def make(schema: KeypointSchema, codec: Codec | None, **options: Any) -> nn.Module:
+        return cls(schema, layout=None if codec is None else codec.layout, **options)
+
+    return make
 
 
 _LWOP_COCO = WeightsInfo(
@@ -204,6 +235,16 @@ MODELS: Mapping[str, ModelEntry] = _unique_table(
             builder=openpose_vgg19,
             weights=(),
             description="OpenPose (CMU), VGG19 trunk, 7x7 refinement stages, ~52M parameters",
+        ),
+        ModelEntry(
+            name="topdown_tiny",
+            builder=topdown_tiny,
+            weights=(),
+            description="small top-down network for CPU training from scratch: a residual trunk "
+            "and the head of its codec (heatmaps by default; SimCC, regression, RLE)",
+            family="topdown",
+            codec={"name": "udp", "input_size": [96, 128], "heatmap_size": [24, 32]},
+            input=InputSpec(size_divisor=1, height=128, width=96),
         ),
         ModelEntry(
             name="paf_tiny",
@@ -285,7 +326,7 @@ def build_model(
         )
     model = entry.builder(
         schema=schema if codec is None else codec.schema,
-        layout=None if codec is None else codec.layout,
+        codec=codec,
         weights=pretrained,
         cache_dir=cache_dir,
         progress=progress,
@@ -300,18 +341,26 @@ def build_model(
     return model
 
 
-def default_codec(name: str, schema: KeypointSchema | str) -> Codec:
-    """The codec model ``name`` is trained with by default, for ``schema`` (stride the model's)."""
+def default_codec(
+    name: str, schema: KeypointSchema | str, overrides: Mapping[str, Any] | None = None
+) -> Codec:
+    """The codec model ``name`` is trained with by default, for ``schema``; ``overrides`` (a
+    config's ``codec:`` section) change its parameters, or name another codec (then only their
+    parameters apply)."""
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; available: {sorted(MODELS)}")
-    return build_codec(MODELS[name].codec, KeypointSchema.load(schema))
+    record = dict(MODELS[name].codec)
+    overrides = dict(overrides or {})
+    if overrides.get("name", record["name"]) != record["name"]:
+        record = {}
+    return codec_from_dict(KeypointSchema.load(schema), {**record, **overrides})
 
 
 def _build(
     name: str,
-    cls: Callable[..., Any],
+    make: Callable[..., Any],
     schema: KeypointSchema | str | None,
-    layout: OutputLayout | None,
+    codec: Codec | None,
     weights: Weights | None,
     cache_dir: str | Path | None,
     progress: bool,
@@ -319,7 +368,9 @@ def _build(
 ) -> Any:
     """The shared body of the builders: check the arguments against the weights, build, load.
 
-    ``options`` maps the model's own keyword arguments to values, None for "the default"."""
+    ``make(schema, codec, **options)`` builds the network; ``options`` maps the model's own
+    keyword arguments to values, None for "the default". A top-down network always gets a codec
+    (its crop size shapes the head): the published weights', else the model's default."""
     info = _weights_info(weights) if _is_published(weights) else None
     if weights is not None and info is None and not Path(weights).is_file():
         raise ConfigError(
@@ -345,7 +396,11 @@ def _build(
             f"order); schema {schema.name!r} has another channel layout. Omit the schema or pass "
             f"KeypointSchema.named({info.schema_name!r})"
         )
-    model = cls(schema, layout=layout, **{k: v for k, v in options.items() if v is not None})
+    if codec is None and MODELS[name].family == "topdown":
+        codec = (
+            codec_from_dict(schema, info.codec) if info is not None else default_codec(name, schema)
+        )
+    model = make(schema, codec, **{k: v for k, v in options.items() if v is not None})
     if weights is not None:
         load_weights(model, weights, cache_dir=cache_dir, progress=progress)
     return model

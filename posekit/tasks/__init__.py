@@ -14,10 +14,22 @@ from posekit.codecs.base import Codec
 from posekit.errors import ConfigError
 from posekit.tasks.base import Batch, Task, TrainItem, collate
 from posekit.tasks.bottomup import BottomUpTask
+from posekit.tasks.topdown import TopDownTask
 
-__all__ = ["TASKS", "Batch", "BottomUpTask", "Task", "TrainItem", "build_task", "collate"]
+__all__ = [
+    "TASKS",
+    "Batch",
+    "BottomUpTask",
+    "Task",
+    "TopDownTask",
+    "TrainItem",
+    "build_task",
+    "collate",
+]
 
-TASKS: Mapping[str, Any] = MappingProxyType({BottomUpTask.family: BottomUpTask})
+TASKS: Mapping[str, Any] = MappingProxyType(
+    {BottomUpTask.family: BottomUpTask, TopDownTask.family: TopDownTask}
+)
 """Task classes by family; each has ``from_config(codec, config)``."""
 
 
