@@ -70,7 +70,9 @@ def test_a_perfect_network_scores_the_codec_on_real_photos_with_gt_boxes(coco_va
             in_crop = kpts[:, :2] @ mat[:, :2].T + mat[:, 2]
             inside = (kpts[:, 2] > 0) & ((in_crop >= 0) & (in_crop <= codec.input_size)).all(1)
             outside += int(((kpts[:, 2] > 0) & ~inside).sum())
-            dist = np.linalg.norm(np.stack([p.keypoints[:, :2] for p in found]) - kpts[:, :2], axis=-1)
+            dist = np.linalg.norm(
+                np.stack([p.keypoints[:, :2] for p in found]) - kpts[:, :2], axis=-1
+            )
             best = np.argmin(np.where(inside, dist, 0).sum(1))  # the pose of this instance
             errors.append(dist[best][inside])
     # one forward per image, every crop in it (and the mirrored ones)
