@@ -19,6 +19,7 @@ at their training input height (``input_size``).
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from posekit import __version__
@@ -34,6 +36,8 @@ from posekit.codecs.base import FAMILIES, Codec
 from posekit.errors import CheckpointError, ConfigError, PosekitError
 from posekit.schema import KeypointSchema
 from posekit.structures import InputSpec
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["FORMAT", "ModelRecord", "load_checkpoint"]
 
@@ -125,19 +129,52 @@ class ModelRecord:
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint with ``torch.load(weights_only=True)``; CheckpointError names the file."""
+    """Read a checkpoint with ``torch.load(weights_only=True)``; CheckpointError names the file.
+
+    A file refused only for NumPy arrays or scalars (MMPose 1.x keeps its dataset meta as
+    arrays) is read again, still weights-only, allowing exactly what NumPy's arrays and scalars
+    are rebuilt from (``_numpy_globals``); any other pickled object is still refused.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if not re.search(r"Unsupported global: GLOBAL numpy\.", str(exc)):
+                raise
+            logger.info("%s holds NumPy arrays: read allowing NumPy's array reconstruction", path)
+            with torch.serialization.safe_globals(_numpy_globals()):
+                state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # a damaged file fails in many ways (EOFError, struct.error, ...)
         raise _read_error(path, exc) from exc
     if not isinstance(state, Mapping):
         raise CheckpointError(f"checkpoint {path}: expected a dict, got {type(state).__name__}")
     return dict(state)
+
+
+_NUMPY_DTYPES = "?bBhHiIlLqQefdgFDGSU"
+"""Type codes of the dtypes an allowed array may have: bool, integers, floats, complex, bytes, str
+(not object, structured or datetime arrays)."""
+
+
+def _numpy_globals() -> list[Any]:
+    """What a pickled NumPy array or scalar needs, and nothing else: ``ndarray``, ``dtype``, the
+    classes of the allowed dtypes (``dtype.__setstate__`` is checked against them) and the
+    ``_reconstruct`` / ``scalar`` functions under their NumPy 2 and NumPy 1 module paths (files
+    written with NumPy 1 name ``numpy.core.multiarray``)."""
+    reconstruct = np.zeros(0).__reduce__()[0]
+    scalar = np.float64(0).__reduce__()[0]
+    named = [
+        (fn, f"{module}.{name}")
+        for module in ("numpy._core.multiarray", "numpy.core.multiarray")
+        for fn, name in ((reconstruct, "_reconstruct"), (scalar, "scalar"))
+    ]
+    dtype_classes = list(dict.fromkeys(type(np.dtype(code)) for code in _NUMPY_DTYPES))
+    return [np.ndarray, np.dtype, *dtype_classes, *named]
 
 
 def _read_error(path: Path, exc: BaseException) -> CheckpointError:

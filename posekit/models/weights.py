@@ -83,6 +83,8 @@ class WeightsInfo:
         reported_ap: COCO keypoint AP reported by the authors, in [0, 1].
         reported_on: where and how ``reported_ap`` was measured.
         source: where the weights come from; license: their license.
+        manual_download: ``url`` is a page where a person downloads the file (a shared folder),
+            not the file: it is never fetched automatically; put the file into the cache.
     """
 
     name: str
@@ -99,6 +101,7 @@ class WeightsInfo:
     reported_on: str
     source: str
     license: str
+    manual_download: bool = False
 
     @property
     def schema(self) -> KeypointSchema:
@@ -165,6 +168,12 @@ def download_weights(
     if target.is_file():
         _verify_sha256(target, info, cached=True)
         return target
+    if getattr(info, "manual_download", False):
+        raise WeightsDownloadError(
+            f"weights {info.name!r} cannot be downloaded automatically: their authors publish "
+            f"{info.file_name} in a shared folder ({info.url}); download it there and put it at "
+            f"{target}, or pass the file's path"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     logger.info("downloading weights %s from %s to %s", info.name, info.url, target)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{info.file_name}.", suffix=".part", dir=target.parent)
@@ -373,7 +382,11 @@ def _check_record_schema(obj: Mapping[str, Any], model: nn.Module, where: str) -
 
 
 def load_checkpoint_into(
-    model: nn.Module, source: str | Path | Mapping[str, Any], *, strict: bool = True
+    model: nn.Module,
+    source: str | Path | Mapping[str, Any],
+    *,
+    strict: bool = True,
+    where: str | None = None,
 ) -> LoadResult:
     """Load a checkpoint file, or a checkpoint / state dict in memory, into ``model`` in place.
 
@@ -383,12 +396,14 @@ def load_checkpoint_into(
         source: file (read with ``torch.load(weights_only=True)``) or mapping.
         strict: every key must match in name and shape (default). ``False`` loads what fits and
             logs what does not, e.g. to start training on a new schema from published weights.
+        where: the name of an in-memory ``source`` in messages (e.g. the file it was read from).
 
     Raises:
         CheckpointError: unreadable file, or (strict) a checkpoint that does not fit, with the
             reason (head channels vs the codec layout's, number of refinement stages, keys).
     """
-    obj, where = _read(source)
+    obj, found = _read(source)
+    where = where or found
     if strict:
         _check_record_schema(obj, model, where)
     result = _load_state(_unwrap(obj, where), model, where, strict=strict)

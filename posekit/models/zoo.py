@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,10 @@ from posekit.codecs import codec_from_dict
 from posekit.codecs.base import Codec
 from posekit.errors import ConfigError
 from posekit.models.bottomup import LightweightOpenPose, OpenPoseVGG19, PafTiny
+from posekit.models.published import DESCRIPTIONS, PublishedFile, read_published
+from posekit.models.published_hrnet import HRNET_INPUT, HRNET_WEIGHTS, hrnet_topdown
+from posekit.models.published_openpose import LWOP_COCO, MOBILENET_IMAGENET, RTPOSE_COCO
+from posekit.models.record import load_checkpoint
 from posekit.models.topdown import TopDownNet, residual_topdown
 from posekit.models.weights import (
     CheckpointError,
@@ -45,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "MODELS",
+    "TRUNKS",
     "WEIGHTS",
     "CheckpointError",
     "LoadResult",
@@ -58,6 +62,9 @@ __all__ = [
     "from_published_file",
     "load_lwop_checkpoint",
     "load_weights",
+    "hrnet_w18",
+    "hrnet_w32",
+    "hrnet_w48",
     "lwop_mobilenet",
     "openpose_vgg19",
     "paf_tiny",
@@ -172,6 +179,33 @@ def topdown_tiny(
                   options)  # fmt: skip
 
 
+def _hrnet_builder(width: int) -> Callable[..., TopDownNet]:
+    """The builder of ``hrnet_w<width>`` (``published_hrnet.hrnet_topdown``)."""
+
+    def build(
+        *,
+        schema: KeypointSchema | str | None = None,
+        codec: Codec | None = None,
+        weights: Weights | None = None,
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> TopDownNet:
+        def make(schema: KeypointSchema, codec: Codec) -> TopDownNet:
+            return hrnet_topdown(schema, codec.layout, width)
+
+        return _build(f"hrnet_w{width}", make, schema, codec, weights, cache_dir, progress, {})
+
+    build.__name__ = build.__qualname__ = f"hrnet_w{width}"
+    build.__doc__ = (
+        f"HRNet-W{width} with a 1x1 heatmap head (``published_hrnet.hrnet_topdown``); "
+        "``weights`` may name its published COCO weights. See ``build_model`` for the arguments."
+    )
+    return build
+
+
+hrnet_w18, hrnet_w32, hrnet_w48 = (_hrnet_builder(w) for w in (18, 32, 48))
+
+
 def _paf(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """``make(schema, codec, **options)`` of a PAF network class (heads from ``codec.layout``)."""
 
@@ -179,37 +213,6 @@ def _paf(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         return cls(schema, layout=None if codec is None else codec.layout, **options)
 
     return make
-
-
-_LWOP_COCO = WeightsInfo(
-    name="lwop_mobilenet_coco",
-    model="lwop_mobilenet",
-    url=(
-        "https://download.01.org/opencv/openvino_training_extensions/models/"
-        "human_pose_estimation/checkpoint_iter_370000.pth"
-    ),
-    # Not pinned yet: the file was not reachable when this table was written. Pin it with the
-    # digest that the first download logs, after checking the file (``reported_ap`` on val2017).
-    sha256=None,
-    file_name="checkpoint_iter_370000.pth",
-    schema_name="openpose18",
-    model_options={"num_refinement_stages": 1},
-    num_values=4_108_978,  # ../shared/weights/lwop_checkpoint_keys.tsv
-    input=InputSpec(
-        color_order="BGR",
-        mean=(128.0, 128.0, 128.0),
-        std=(256.0, 256.0, 256.0),
-        pad_value=0.0,
-        size_divisor=8,
-        height=256,  # demo.py
-        eval_height=368,  # val.py
-    ),
-    codec={"name": "paf", "stride": 8, "sigma": 7.0, "paf_width": 1.0},  # train.py defaults
-    reported_ap=0.40,
-    reported_on="COCO val2017, single scale, no flip",
-    source="https://github.com/Daniil-Osokin/lightweight-human-pose-estimation.pytorch",
-    license="Apache-2.0",
-)
 
 
 def _unique_table(items: tuple[Any, ...], what: str) -> Mapping[str, Any]:
@@ -227,13 +230,13 @@ MODELS: Mapping[str, ModelEntry] = _unique_table(
         ModelEntry(
             name="lwop_mobilenet",
             builder=lwop_mobilenet,
-            weights=(_LWOP_COCO,),
+            weights=(LWOP_COCO,),
             description="Lightweight OpenPose, MobileNetV1 trunk, ~4.1M parameters",
         ),
         ModelEntry(
             name="openpose_vgg19",
             builder=openpose_vgg19,
-            weights=(),
+            weights=(RTPOSE_COCO,),
             description="OpenPose (CMU), VGG19 trunk, 7x7 refinement stages, ~52M parameters",
         ),
         ModelEntry(
@@ -245,6 +248,23 @@ MODELS: Mapping[str, ModelEntry] = _unique_table(
             family="topdown",
             codec={"name": "udp", "input_size": [96, 128], "heatmap_size": [24, 32]},
             input=InputSpec(size_divisor=1, height=128, width=96),
+        ),
+        *(
+            ModelEntry(
+                name=f"hrnet_w{width}",
+                builder=builder,
+                weights=tuple(w for w in HRNET_WEIGHTS if w.model == f"hrnet_w{width}"),
+                description=f"HRNet-W{width} top-down heatmaps at 256x192 (Sun et al. 2019), "
+                f"{params} parameters",
+                family="topdown",
+                codec={"name": "udp", "input_size": [192, 256], "heatmap_size": [48, 64]},
+                input=HRNET_INPUT,
+            )
+            for width, builder, params in (
+                (18, hrnet_w18, "~9.6M"),
+                (32, hrnet_w32, "28.5M"),
+                (48, hrnet_w48, "63.6M"),
+            )
         ),
         ModelEntry(
             name="paf_tiny",
@@ -262,6 +282,10 @@ WEIGHTS: Mapping[str, WeightsInfo] = _unique_table(
     tuple(w for entry in MODELS.values() for w in entry.weights), "weights"
 )
 """Every published weights record by name."""
+
+TRUNKS: Mapping[str, Any] = _unique_table((MOBILENET_IMAGENET,), "trunk weights")
+"""Published ImageNet weights of trunks by name (``published_openpose.TrunkWeights``): a start for
+training (``model.pretrained=mobilenet_v1_imagenet``), not pose models."""
 
 
 def _is_published(weights: object) -> bool:
@@ -372,10 +396,11 @@ def _build(
     keyword arguments to values, None for "the default". A top-down network always gets a codec
     (its crop size shapes the head): the published weights', else the model's default."""
     info = _weights_info(weights) if _is_published(weights) else None
-    if weights is not None and info is None and not Path(weights).is_file():
+    trunk = isinstance(weights, str) and weights in TRUNKS
+    if weights is not None and info is None and not trunk and not Path(weights).is_file():
         raise ConfigError(
-            f"weights {str(weights)!r} are neither published weights ({sorted(WEIGHTS)}) nor an "
-            f"existing checkpoint file"
+            f"weights {str(weights)!r} are neither published weights ({sorted(WEIGHTS)}), trunk "
+            f"weights ({sorted(TRUNKS)}) nor an existing checkpoint file"
         )
     if info is not None:
         if info.model != name:
@@ -434,7 +459,9 @@ def load_weights(
     Args:
         model: a zoo model (its ``schema`` is checked against the weights').
         weights: published weights (``WeightsInfo`` or a ``WEIGHTS`` name; downloaded and cached),
-            a checkpoint file, or a checkpoint / state dict already in memory.
+            trunk weights (a ``TRUNKS`` name, always loaded not strictly), a checkpoint file (a
+            posekit checkpoint or a published file in its authors' layout: ``published``), or a
+            checkpoint / state dict already in memory.
         strict: every key must match in name and shape (default). ``False`` loads what fits and
             logs what does not, e.g. to start training on a new schema from published weights.
         cache_dir, progress: see ``download_weights``.
@@ -443,7 +470,9 @@ def load_weights(
         CheckpointError: unreadable file, or (strict) a checkpoint that does not fit, with the
             reason (head channels vs the schema's K+1 / 2L, number of refinement stages, keys).
     """
-    if _is_published(weights):
+    if isinstance(weights, str) and weights in TRUNKS:
+        weights = download_weights(TRUNKS[weights], cache_dir=cache_dir, progress=progress)
+    elif _is_published(weights):
         info = _weights_info(weights)
         schema = getattr(model, "schema", None)
         if strict and schema is not None and not same_channel_layout(schema, info.schema):
@@ -452,7 +481,18 @@ def load_weights(
                 f"{schema.name!r} with another channel layout"
             )
         weights = download_weights(info, cache_dir=cache_dir, progress=progress)
-    return load_checkpoint_into(model, weights, strict=strict)
+    obj, where = (weights, "<in memory>") if isinstance(weights, Mapping) else (
+        load_checkpoint(weights), str(weights))  # fmt: skip
+    published = read_published(obj, where)
+    if published is None:
+        return load_checkpoint_into(model, obj, strict=strict, where=where)
+    published.check(model)
+    if published.is_trunk:  # the rest of the model stays new, whatever ``strict`` says
+        logger.info(
+            "%s: ImageNet weights of the trunk only; the rest of the model stays new", where
+        )
+    strict = strict and not published.is_trunk
+    return load_checkpoint_into(model, published.state, strict=strict, where=where)
 
 
 def load_lwop_checkpoint(
@@ -471,7 +511,7 @@ def load_lwop_checkpoint(
     """
     if not isinstance(model, LightweightOpenPose):
         raise TypeError(f"expected a LightweightOpenPose model, got {type(model).__name__}")
-    published = _LWOP_COCO.schema
+    published = LWOP_COCO.schema
     if not same_channel_layout(model.schema, published):
         logger.warning(
             "the published Lightweight OpenPose checkpoint has the %s channel layout; the model's "
@@ -482,12 +522,7 @@ def load_lwop_checkpoint(
     return load_weights(model, path_or_state, strict=strict)
 
 
-_LWOP_PREFIXES = ("model.", "cpm.", "initial_stage.")
-
-PUBLISHED_LAYOUTS = (
-    "the Lightweight OpenPose training checkpoint: a 'state_dict' with model.*, cpm.*, "
-    "initial_stage.* keys"
-)
+PUBLISHED_LAYOUTS = "; ".join(DESCRIPTIONS)
 """The authors' file layouts ``from_published_file`` reads, for messages."""
 
 
@@ -495,17 +530,27 @@ def from_published_file(
     path: str | Path, obj: Mapping[str, Any]
 ) -> tuple[nn.Module, WeightsInfo] | None:
     """The model of a published weights file in its authors' own layout, with the published
-    record it matches, or None when ``obj`` (the loaded file) has no known layout.
+    record it matches, or None when ``obj`` (the loaded file) has no known layout
+    (``published.read_published``: Lightweight OpenPose, CMU's OpenPose, HRNet official and
+    MMPose).
 
-    Known: the official Lightweight OpenPose training checkpoint (``{"state_dict": {"model.*",
-    "cpm.*", "initial_stage.*", "refinement_stages.N.*"}, "optimizer": ...}`` or that bare
-    state_dict), read as ``lwop_mobilenet`` with as many refinement stages as its keys hold.
+    Raises:
+        CheckpointError: a file of a known layout that is not a whole pose model (a trunk's
+            ImageNet weights), or one that no published record describes, or that does not fit.
     """
-    state = obj.get("state_dict", obj)
-    if not isinstance(state, Mapping) or not any(str(k).startswith(_LWOP_PREFIXES) for k in state):
+    found: PublishedFile | None = read_published(obj, str(path))
+    if found is None:
         return None
-    info = _LWOP_COCO
-    stages = {int(m.group(1)) for k in state if (m := re.match(r"refinement_stages\.(\d+)\.", k))}
-    model = LightweightOpenPose(info.schema, num_refinement_stages=max(stages, default=-1) + 1)
-    load_lwop_checkpoint(path, model)
+    if found.info is None:
+        what = "ImageNet weights of a trunk" if found.is_trunk else "a file no record describes"
+        raise CheckpointError(
+            f"{path} is {what} ({found.layout}, for {found.model_name}), not a pose model: start "
+            f"training from it with `posekit train model.name={found.model_name} "
+            f"model.pretrained={path}`"
+        )
+    info = found.info
+    codec = codec_from_dict(info.schema, info.codec)
+    model = build_model(found.model_name, codec=codec, **found.model_options)
+    found.check(model)
+    load_checkpoint_into(model, found.state, strict=True, where=str(path))
     return model, info

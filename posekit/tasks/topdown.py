@@ -29,6 +29,7 @@ from posekit.data.coco import CocoKeypointDataset, ImageRecord
 from posekit.data.crops import CropConfig, RandomCrop
 from posekit.errors import ConfigError, DatasetError
 from posekit.inference import create_predictor
+from posekit.models import zoo
 from posekit.models.losses import (
     KeypointL1Loss,
     KeypointMSELoss,
@@ -146,15 +147,21 @@ class TopDownTask:
             raise ConfigError(f"no top-down loss for the outputs {codec.layout.names}")
         self.codec, self.crop = codec, crop
         w, h = codec.input_size
-        self.input_spec = input_spec or InputSpec(size_divisor=1, height=h, width=w)
+        self.input_spec = input_spec or InputSpec(
+            size_divisor=1, height=h, width=w, box_padding=crop.padding
+        )
         name, loss, self._apply = _LOSSES[codec.layout.names]
         self.loss_names = (name,)
         self.criterion = loss()
 
     @classmethod
     def from_config(cls, codec: TopDownCodec, config: Any) -> TopDownTask:
-        """The task of a run's config: ``data.crop``."""
-        return cls(codec, config.data.crop)
+        """The task of a run's config: ``data.crop``, and the normalisation of the zoo model's
+        input spec (ImageNet RGB for HRNet, whose published weights expect it)."""
+        w, h = codec.input_size
+        spec = dataclasses.replace(zoo.MODELS[config.model.name].input, width=w, height=h,
+                                   box_padding=config.data.crop.padding)  # fmt: skip
+        return cls(codec, config.data.crop, input_spec=spec)
 
     def train_dataset(self, dataset: CocoKeypointDataset) -> Dataset:
         """One augmented crop per labelled instance of ``dataset``, with the codec's targets."""
@@ -180,7 +187,6 @@ class TopDownTask:
             device=device,
             channels_last=channels_last,
             flip=flip and self.codec.supports_flip,
-            padding=self.crop.padding,
         )
 
     def predict(self, predictor: Any, image: np.ndarray, record: ImageRecord) -> list[Pose]:

@@ -74,7 +74,11 @@ def test_random_weights():
     assert loaded.input_height == 256 and "random weights" in loaded.source
     vgg = load_model(weights="openpose_vgg19", random_weights=True, schema="coco_person")
     assert isinstance(vgg.model, OpenPoseVGG19) and vgg.schema.name == "coco_person"
-    assert vgg.input_height == DEFAULT_HEIGHT
+    assert vgg.input_height == 368  # its published weights' (CMU's box size)
+    tiny = load_model(weights="paf_tiny", random_weights=True)
+    assert tiny.schema.name == "coco_person" and tiny.input_height == DEFAULT_HEIGHT
+    hrnet = load_model(weights="hrnet_w18", random_weights=True)
+    assert hrnet.family == "topdown" and hrnet.input_spec.color_order == "RGB"
 
 
 def test_argument_errors(official_file):
@@ -84,10 +88,10 @@ def test_argument_errors(official_file):
         load_model(official_file, weights="lwop_mobilenet")
     with pytest.raises(ConfigError, match="go with a published model name, not a checkpoint"):
         load_model(official_file, random_weights=True)
-    with pytest.raises(ConfigError, match=r"unknown model 'resnet'; models: \['lwop_mobilenet'"):
+    with pytest.raises(ConfigError, match=r"unknown model 'resnet'; models: \['hrnet_w18'"):
         load_model(weights="resnet")
-    with pytest.raises(ConfigError, match="'openpose_vgg19' has no published weights"):
-        load_model(weights="openpose_vgg19")
+    with pytest.raises(ConfigError, match="'hrnet_w18' has no published weights"):
+        load_model(weights="hrnet_w18")
     with pytest.raises(ConfigError, match="a schema can only be chosen for random weights"):
         load_model(weights="lwop_mobilenet", schema="coco_person")
 
