@@ -53,6 +53,8 @@ class InputSpec:
             warped to (``width``, ``height``) (top-down).
         width: input width of a fixed-size input (top-down crops); None: from the image's aspect.
         eval_height: the height of the authors' reported evaluation, when it differs.
+        box_padding: top-down: person boxes grow by this factor before the crop's aspect ratio
+            is fixed (the training crops' ``data.crop.padding``; MMPose: 1.25).
     """
 
     color_order: str = "BGR"
@@ -63,6 +65,7 @@ class InputSpec:
     height: int = 256
     width: int | None = None
     eval_height: int | None = None
+    box_padding: float = 1.25
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -79,6 +82,8 @@ class InputSpec:
             problems.append(f"height must be >= the size divisor {self.size_divisor}")
         if self.width is not None and int(self.width) < 1:
             problems.append(f"width must be positive or None, got {self.width}")
+        if not float(self.box_padding) > 0:
+            problems.append(f"box_padding must be > 0, got {self.box_padding}")
         if problems:
             raise ConfigError("InputSpec: " + "; ".join(problems))
 

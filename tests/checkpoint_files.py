@@ -12,6 +12,7 @@ from torch import nn
 
 from posekit.codecs.paf import PafCodec
 from posekit.engine.checkpoint import save_checkpoint
+from posekit.models import zoo
 from posekit.models.bottomup import LightweightOpenPose
 from posekit.models.record import ModelRecord
 from posekit.schema import KeypointSchema
@@ -42,6 +43,16 @@ def write_posekit_checkpoint(path: Path, model: LightweightOpenPose, input_heigh
         "bottomup", "lwop_mobilenet", model.schema, codec, InputSpec(height=input_height),
         model.options,
     )  # fmt: skip
+    return save_checkpoint({**record.to_dict(), "model": model.state_dict()}, path)
+
+
+def write_topdown_checkpoint(path: Path, schema: KeypointSchema | str = "coco_person") -> Path:
+    """A posekit checkpoint of an untrained ``topdown_tiny`` (its zoo codec and input spec)."""
+    schema = KeypointSchema.load(schema)
+    codec = zoo.default_codec("topdown_tiny", schema)
+    model = zoo.build_model("topdown_tiny", codec=codec)
+    record = ModelRecord("topdown", "topdown_tiny", schema, codec,
+                         zoo.MODELS["topdown_tiny"].input, model.options)  # fmt: skip
     return save_checkpoint({**record.to_dict(), "model": model.state_dict()}, path)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.checkpoint_files import noisy_lwop, write_posekit_checkpoint
+from tests.cli_inputs import IMAGES
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -47,3 +49,19 @@ def checkpoint(tmp_path_factory):
     """A posekit checkpoint (coco_person) whose maps have peaks, so poses are found."""
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
     return write_posekit_checkpoint(path, noisy_lwop("coco_person"), input_height=128)
+
+
+@pytest.fixture(scope="session")
+def subset(coco_val, tmp_path_factory):
+    """(annotation file, image folder) of three COCO-MINI val images."""
+    out = tmp_path_factory.mktemp("subset")
+    (out / "images").mkdir()
+    ids = set()
+    for name in IMAGES:
+        (out / "images" / name).symlink_to((coco_val[1] / name).resolve())
+        ids.add(int(name[:-4]))
+    data = json.loads(coco_val[0].read_text())
+    data["images"] = [im for im in data["images"] if im["id"] in ids]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
+    (out / "subset.json").write_text(json.dumps(data))
+    return out / "subset.json", out / "images"

@@ -19,7 +19,7 @@ LAYERS = (
     ("models",),
     ("tasks",),
     ("engine",),
-    ("cli", "__main__"),
+    ("cli", "cli_infer", "__main__"),
 )  # fmt: skip
 """Lowest first; ``posekit/__init__.py`` re-exports from the first layer only."""
 
@@ -38,6 +38,7 @@ FAMILY_MODULES = (
     "posekit.tasks.bottomup",
     "posekit.inference.bottomup",
     "posekit.inference.topdown",
+    "posekit.inference.boxes",
     "posekit.tasks.topdown",
     "posekit.models.topdown",
     "posekit.models.heads.topdown",

@@ -7,29 +7,11 @@ from __future__ import annotations
 import json
 import math
 
-import pytest
-
 from posekit import KeypointSchema
 from posekit.cli import main
 from posekit.engine.evaluate import METRICS
 from tests.checkpoint_files import noisy_lwop, write_posekit_checkpoint
 from tests.cli_inputs import FAST, IMAGES
-
-
-@pytest.fixture(scope="module")
-def subset(coco_val, tmp_path_factory):
-    """(annotation file, image folder) of three COCO-MINI val images."""
-    out = tmp_path_factory.mktemp("subset")
-    (out / "images").mkdir()
-    ids = set()
-    for name in IMAGES:
-        (out / "images" / name).symlink_to((coco_val[1] / name).resolve())
-        ids.add(int(name[:-4]))
-    data = json.loads(coco_val[0].read_text())
-    data["images"] = [im for im in data["images"] if im["id"] in ids]
-    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
-    (out / "subset.json").write_text(json.dumps(data))
-    return out / "subset.json", out / "images"
 
 
 def _eval(checkpoint, ann, images, *args) -> int:

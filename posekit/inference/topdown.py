@@ -43,7 +43,8 @@ class TopDownPredictor:
         input_spec: preprocessing of the crops (its width and height must be the codec's
             ``input_size``); default posekit's (BGR, (pixel - 128) / 256).
         flip: average with the mirrored crops (flip test).
-        padding: boxes grow by this factor before the aspect ratio is fixed (MMPose: 1.25).
+        padding: boxes grow by this factor before the aspect ratio is fixed; default the input
+            spec's ``box_padding`` (its training crops').
         decode_config: the codec's decoding parameters (default the codec's own).
         max_batch: crops per forward pass.
         keypoint_threshold: keypoint score that counts in the rescoring with box scores.
@@ -59,7 +60,7 @@ class TopDownPredictor:
         input_spec: InputSpec | None = None,
         *,
         flip: bool = False,
-        padding: float = 1.25,
+        padding: float | None = None,
         decode_config: Any = None,
         max_batch: int = 64,
         keypoint_threshold: float = RESCORE_THRESHOLD,
@@ -71,6 +72,7 @@ class TopDownPredictor:
             raise ConfigError(
                 f"input spec {spec.width} x {spec.height} is not the codec's crop size {w} x {h}"
             )
+        padding = spec.box_padding if padding is None else padding
         if not padding > 0 or max_batch < 1:
             raise ConfigError(f"padding must be > 0 and max_batch >= 1, got {padding}, {max_batch}")
         if flip and not codec.supports_flip:
