@@ -7,7 +7,8 @@ pixels and their scores (None: no scores, the poses keep the keypoint-mean score
   [x, y, w, h], "score"}]``), looked up by image id (``media`` gives COCO file names their
   numeric id and video frames their index);
 - ``ProposalBoxes``: posekit's own bottom-up model; each pose's box around its found keypoints
-  is a proposal scored by the pose's score, so no external detector is needed;
+  is a proposal scored by the pose's score, so no external detector is needed (a pose of one
+  keypoint makes no crop and is kept as it is);
 - ``WholeImageBox``: the whole image, for pictures of one instance each (crops, hands, faces).
 
 The ground-truth boxes (``posekit eval --gt-boxes``) come from the dataset's records instead
@@ -45,10 +46,13 @@ class Boxes:
     Attributes:
         xyxy: (M, 4) float64 boxes, image pixels.
         scores: (M,) float64 confidences, or None when the source has none.
+        kept: poses that come as they are, not refined: proposals too small to make a crop of
+            (one found keypoint), so that refining never loses a person the proposer found.
     """
 
     xyxy: np.ndarray
     scores: np.ndarray | None = None
+    kept: tuple[Pose, ...] = ()
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -102,23 +106,23 @@ class DetectionBoxes:
 
 
 def pose_boxes(poses: Sequence[Pose], min_keypoints: int = 2) -> Boxes:
-    """Boxes around the found keypoints (score > 0) of poses with at least ``min_keypoints``
-    of them, scored by the pose scores. A box that is a line (keypoints in one row or column)
-    gets the other side's length, so it still makes a crop."""
-    rows, scores = [], []
+    """Boxes around the found keypoints (score > 0) of poses, scored by the pose scores. A box
+    that is a line (keypoints in one row or column) gets the other side's length, so it still
+    makes a crop; poses with fewer than ``min_keypoints`` found keypoints, or all at one point,
+    make no box and are ``kept`` as they are."""
+    rows, scores, kept = [], [], []
     for pose in poses:
         found = pose.keypoints[pose.keypoints[:, 2] > 0, :2].astype(np.float64)
-        if len(found) < max(min_keypoints, 1):
-            continue
-        lo, hi = found.min(0), found.max(0)
-        size = hi - lo
-        if size.max() <= 0:
+        size = found.max(0) - found.min(0) if len(found) else np.zeros(2)
+        if len(found) < max(min_keypoints, 1) or size.max() <= 0:
+            kept.append(pose)
             continue
         size = np.where(size > 0, size, size.max())
-        center = (lo + hi) / 2
+        center = (found.min(0) + found.max(0)) / 2
         rows.append(np.concatenate([center - size / 2, center + size / 2]))
         scores.append(pose.score)
-    return Boxes(np.asarray(rows, np.float64).reshape(-1, 4), np.asarray(scores, np.float64))
+    return Boxes(np.asarray(rows, np.float64).reshape(-1, 4), np.asarray(scores, np.float64),
+                 tuple(kept))  # fmt: skip
 
 
 class ProposalBoxes:
@@ -163,6 +167,7 @@ class BoxedPredictor:
     def predict(self, image_bgr: np.ndarray, image_id: int = 0) -> list[Pose]:
         """Poses of one image, keypoints in image pixels, by descending score."""
         found = self.boxes(image_bgr, image_id)
-        if not len(found):
-            return []
-        return self.topdown.predict(image_bgr, found.xyxy, found.scores)
+        refined = self.topdown.predict(image_bgr, found.xyxy, found.scores) if len(found) else []
+        if not found.kept:
+            return refined
+        return sorted([*refined, *found.kept], key=lambda p: -p.score)
