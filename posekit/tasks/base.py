@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from posekit.codecs.base import Codec
 from posekit.data.coco import CocoKeypointDataset, ImageRecord
+from posekit.inference import create_predictor
 from posekit.models.losses import LossParts
 from posekit.structures import InputSpec, Pose
 
@@ -105,3 +106,19 @@ class Task(Protocol):
     def describe(self) -> str:
         """One line for the run's log: what a training item is."""
         ...
+
+
+def validation_predictor(
+    task: Task, model: nn.Module, *, flip: bool, device: Any, channels_last: bool
+) -> Any:
+    """``Task.predictor`` of a task whose predictor takes nothing but its codec and input spec:
+    the codec family's predictor (``inference.create_predictor``), flip test when asked and the
+    codec supports it."""
+    return create_predictor(
+        model,
+        task.codec,
+        task.input_spec,
+        device=device,
+        channels_last=channels_last,
+        flip=flip and task.codec.supports_flip,
+    )

@@ -21,10 +21,9 @@ from posekit.codecs.paf import PafCodec
 from posekit.data.coco import CocoKeypointDataset, ImageRecord
 from posekit.data.transforms import AugmentConfig, RandomAffine
 from posekit.errors import DatasetError
-from posekit.inference import create_predictor
 from posekit.models.losses import BottomUpLoss, LossParts
 from posekit.structures import InputSpec, Pose
-from posekit.tasks.base import Batch, TrainItem
+from posekit.tasks.base import Batch, TrainItem, validation_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -116,14 +115,8 @@ class BottomUpTask:
     def predictor(self, model: nn.Module, *, flip: bool, device: Any, channels_last: bool) -> Any:
         """A ``BottomUpPredictor`` at the training input height (flip test when the skeleton is
         left/right symmetric)."""
-        return create_predictor(
-            model,
-            self.codec,
-            self.input_spec,
-            device=device,
-            channels_last=channels_last,
-            flip=flip and self.codec.supports_flip,
-        )
+        return validation_predictor(self, model, flip=flip, device=device,
+                                    channels_last=channels_last)  # fmt: skip
 
     def predict(self, predictor: Any, image: np.ndarray, record: ImageRecord) -> list[Pose]:
         """Poses of the whole image (bottom-up needs no boxes)."""

@@ -28,7 +28,6 @@ from posekit.codecs.topdown import TopDownCodec
 from posekit.data.coco import CocoKeypointDataset, ImageRecord
 from posekit.data.crops import CropConfig, RandomCrop
 from posekit.errors import ConfigError, DatasetError
-from posekit.inference import create_predictor
 from posekit.models import zoo
 from posekit.models.losses import (
     KeypointL1Loss,
@@ -38,7 +37,7 @@ from posekit.models.losses import (
     SimccKLLoss,
 )
 from posekit.structures import InputSpec, Pose
-from posekit.tasks.base import Batch, TrainItem
+from posekit.tasks.base import Batch, TrainItem, validation_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -180,14 +179,8 @@ class TopDownTask:
 
     def predictor(self, model: nn.Module, *, flip: bool, device: Any, channels_last: bool) -> Any:
         """A ``TopDownPredictor`` of ``model`` (flip test when asked and the codec supports it)."""
-        return create_predictor(
-            model,
-            self.codec,
-            self.input_spec,
-            device=device,
-            channels_last=channels_last,
-            flip=flip and self.codec.supports_flip,
-        )
+        return validation_predictor(self, model, flip=flip, device=device,
+                                    channels_last=channels_last)  # fmt: skip
 
     def predict(self, predictor: Any, image: np.ndarray, record: ImageRecord) -> list[Pose]:
         """Poses of the record's ground-truth boxes (people with labelled keypoints)."""

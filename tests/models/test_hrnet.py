@@ -7,7 +7,6 @@ keys are the official ones under ``backbone.`` / ``head.`` / ``keypoint_head.``,
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import datetime
 import logging
@@ -39,6 +38,7 @@ from posekit.models.published_hrnet import (
 from posekit.models.record import load_checkpoint
 from posekit.models.weights import download_weights, load_checkpoint_into
 from posekit.schema import KeypointSchema
+from tests.published_layouts import keys_tsv
 
 KEYS_TSV = "../shared/weights/hrnet_w{}_256x192_keys.tsv"  # relative to the repo root
 PARAMETERS = {32: 28_536_113, 48: 63_595_745}  # README (28.5M, 63.6M)
@@ -51,13 +51,7 @@ COCO = KeypointSchema.named("coco_person")
 
 
 def _tsv_rows(width: int) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
-    lines = Path(KEYS_TSV.format(width)).read_text().splitlines()
-    assert lines[0].split("\t") == ["key", "shape", "dtype"]
-    rows = []
-    for line in lines[1:]:
-        key, shape, dtype = line.split("\t")
-        rows.append((key, tuple(ast.literal_eval(shape)), getattr(torch, dtype)))
-    return rows
+    return keys_tsv(Path(KEYS_TSV.format(width)).name)
 
 
 def _official_state(width: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -9,7 +9,6 @@ the PyTorch ImageNet example's checkpoint dict; both in torch's zip and pre-1.6 
 
 from __future__ import annotations
 
-import ast
 import collections
 import dataclasses
 import logging
@@ -37,6 +36,7 @@ from posekit.models.published_openpose import (
 from posekit.models.record import load_checkpoint
 from posekit.models.weights import download_weights, load_checkpoint_into
 from posekit.schema import KeypointSchema
+from tests.published_layouts import keys_tsv
 
 KEYS_TSV = Path("../shared/weights/openpose_vgg19_keys.tsv")  # relative to the repo root
 OPENPOSE18 = KeypointSchema.named("openpose18")
@@ -59,11 +59,9 @@ POOL_BEFORE = (5, 10, 19)  # model0: 2x2 stride-2 max pools at indices 4, 9, 18
 
 
 def _tsv_layout() -> dict[str, tuple[int, ...]]:
-    lines = KEYS_TSV.read_text().splitlines()
-    assert lines[0].split("\t") == ["key", "shape", "dtype"]
-    rows = [line.split("\t") for line in lines[1:]]
-    assert {dtype for *_, dtype in rows} == {"float32"}
-    return {key: tuple(ast.literal_eval(shape)) for key, shape, _ in rows}
+    rows = keys_tsv(KEYS_TSV.name)
+    assert {dtype for *_, dtype in rows} == {torch.float32}
+    return {key: shape for key, shape, _ in rows}
 
 
 def _he_scaled(key: str, value: torch.Tensor) -> torch.Tensor:

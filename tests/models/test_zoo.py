@@ -7,7 +7,6 @@ wrapped in its training-checkpoint dict). Downloads only ever use local ``file:/
 
 from __future__ import annotations
 
-import ast
 import collections
 import dataclasses
 import hashlib
@@ -34,19 +33,14 @@ from posekit.models.weights import (
     resolve_cache_dir,
 )
 from posekit.schema import KeypointSchema
+from tests.published_layouts import keys_tsv
 
 KEYS_TSV = Path("../shared/weights/lwop_checkpoint_keys.tsv")  # relative to the repo root
 PUBLISHED_VALUES = 4_108_978  # floating-point values of the published state_dict (README)
 
 
 def _tsv_rows() -> list[tuple[str, tuple[int, ...], torch.dtype]]:
-    lines = KEYS_TSV.read_text().splitlines()
-    assert lines[0].split("\t") == ["key", "shape", "dtype"]
-    rows = []
-    for line in lines[1:]:
-        key, shape, dtype = line.split("\t")
-        rows.append((key, tuple(ast.literal_eval(shape)), getattr(torch, dtype)))
-    return rows
+    return keys_tsv(KEYS_TSV.name)
 
 
 def _official_state(seed: int = 0) -> dict[str, torch.Tensor]:
