@@ -1,8 +1,15 @@
 """Prediction speed: forward ms and end-to-end frames/s of posekit against the classic Lightweight
-OpenPose demo pipeline, both measured in this one run on the same photos, network and threads.
+OpenPose demo pipeline, both measured in this one run on the same photos, network and threads;
+then the top-down predictor's batched crops (``benchmarks/topdown_speed.py``).
 
 Usage: python benchmarks/predict_speed.py [--images 32] [--rounds 2] [--height 256] [--threads 2]
        [--forward-repeats 20] [--skip-policy] [--default-omp]
+       [--skip-topdown | --only topdown] [--topdown-images 4] [--topdown-repeats 3]
+       [--topdown-models topdown_tiny hrnet_w32]
+
+The header names the CPU, the ISA torch runs at (``ATEN_CPU_CAPABILITY`` / ``ONEDNN_MAX_CPU_ISA``
+cap it: ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` emulates the slow CPU class, float32
+only) and whether bfloat16 is native, with ``os.getloadavg()``.
 
 Network: ``lwop_mobilenet`` (schema openpose18, 1 refinement stage; the published architecture)
 with random weights: speed does not depend on the weight values, but decoding does depend on the
@@ -33,6 +40,18 @@ given (the script then runs under that policy). A last table times the forward p
 processes under OpenMP's default policy and under PASSIVE: on a machine whose cores are busy with
 other work, the default makes OpenMP threads spin-wait for a thread that lost its core.
 
+Top-down section (``--skip-topdown`` omits it, ``--only topdown`` runs only it; details in
+``benchmarks/topdown_speed.py``): ``TopDownPredictor.predict`` of ``topdown_tiny`` (and
+``hrnet_w32`` when in the zoo), random weights, float32 and (native only) bfloat16, on 16 crops per
+photo: the ground-truth person boxes of ``--topdown-images`` COCO-MINI val photos cycled to 16, the
+copies jittered. Two tables:
+
+- ms per crop of one call with the 16 crops (one forward of batch 16) against 16 calls of one
+  crop, and their ratio (goal <= 1/3);
+- one 16-crop call split at ``runtime.run``, without and with the flip test: pre (``matrices`` +
+  ``crop_batch``), forward, post (``unflip``, map back, ``codec.decode``) in ms, and pre + post as
+  a share of the forward (goal <= 10 %).
+
 The load of the machine is reported: timings differ up to 3x between machines and runs; compare
 within one run only. Images and pipelines are interleaved so that load changes hit all alike.
 """
@@ -57,10 +76,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import topdown_speed  # noqa: E402 - the top-down section, benchmarks/topdown_speed.py
 from paf_decode import ClassicDecoder  # noqa: E402 - the reference decoder of benchmarks/
 
 from posekit.codecs.paf import PafCodec  # noqa: E402
-from posekit.data.coco import CocoKeypointDataset  # noqa: E402
+from posekit.data.coco import CocoKeypointDataset, ImageRecord  # noqa: E402
 from posekit.geometry import transform_points  # noqa: E402
 from posekit.inference import Maps, Predictor  # noqa: E402
 from posekit.media import prefetch  # noqa: E402
@@ -251,6 +271,11 @@ def _median_ms(values: list[float]) -> float:
     return 1e3 * statistics.median(values)
 
 
+def _load_average() -> str:
+    """``os.getloadavg()``: 1, 5 and 15 minute averages."""
+    return "/".join(f"{v:.2f}" for v in os.getloadavg()) + " (1/5/15 min)"
+
+
 def forward_table(model: torch.nn.Module, predictor: Predictor, args: argparse.Namespace) -> None:
     """Forward ms of one input size (640x480 photo at height 256: 344x256) by execution mode."""
     w = math.ceil(round(640 * args.height / 480) / 8) * 8
@@ -315,39 +340,9 @@ def policy_table(args: argparse.Namespace) -> None:
         print(f"  OMP_WAIT_POLICY={policy:<10} {' '.join(f'{v:8.1f}' for v in values)}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=32, help="val images with people (max 32)")
-    parser.add_argument("--rounds", type=int, default=2, help="passes over the images")
-    parser.add_argument("--height", type=int, default=256, help="network input height")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--forward-repeats", type=int, default=20)
-    parser.add_argument("--skip-policy", action="store_true", help="omit the OpenMP table")
-    parser.add_argument("--default-omp", action="store_true", help="keep OpenMP's wait policy")
-    parser.add_argument("--forward-only", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if not (args.default_omp or args.forward_only or "OMP_WAIT_POLICY" in os.environ):
-        # read when torch loads OpenMP (already done here): start again with the policy set
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
-    torch.set_num_threads(args.threads)
-    if args.forward_only:  # a child of policy_table
-        print(f"{_posekit_forward_ms(args):.2f}")
-        return
-    torch.manual_seed(0)
-    load = CpuLoad()
-    print(
-        f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} cores, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}, "
-        f"load average {os.getloadavg()[0]:.2f} at start"
-    )
-
-    dataset = CocoKeypointDataset(
-        DATA / "annotations/person_keypoints_val2017.json",
-        DATA / "images/val2017",
-        schema="openpose18",
-    )
-    records = [r for r in dataset.records if r.num_instances > 0][: args.images]
+def bottomup_tables(records: list[ImageRecord], args: argparse.Namespace) -> dict[str, float]:
+    """Forward table, end-to-end table and (unless skipped) the OpenMP table of the bottom-up
+    pipelines on ``records``; returns the end-to-end frames/s by name."""
     paths = [str(r.file) for r in records]
     people = sum(r.num_instances for r in records)
     model = build_model("lwop_mobilenet", "openpose18", num_refinement_stages=1).eval()
@@ -411,9 +406,58 @@ def main() -> None:
         print(f"    speedup of posekit over the demo as published: x{demo:.2f}")
     if not args.skip_policy:
         policy_table(args)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=32, help="val images with people (max 32)")
+    parser.add_argument("--rounds", type=int, default=2, help="passes over the images")
+    parser.add_argument("--height", type=int, default=256, help="network input height")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--forward-repeats", type=int, default=20)
+    parser.add_argument("--skip-policy", action="store_true", help="omit the OpenMP table")
+    parser.add_argument("--default-omp", action="store_true", help="keep OpenMP's wait policy")
+    parser.add_argument("--skip-topdown", action="store_true", help="omit the top-down tables")
+    parser.add_argument("--only", choices=("topdown",), help="run only this section")
+    parser.add_argument("--topdown-images", type=int, default=4, help="photos of 16 crops each")
+    parser.add_argument("--topdown-repeats", type=int, default=3, help="passes over the photos")
+    parser.add_argument("--topdown-models", nargs="+", default=list(topdown_speed.MODEL_NAMES))
+    parser.add_argument("--forward-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.only and args.skip_topdown:
+        parser.error("--only topdown and --skip-topdown exclude each other")
+    if not (args.default_omp or args.forward_only or "OMP_WAIT_POLICY" in os.environ):
+        # read when torch loads OpenMP (already done here): start again with the policy set
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
+    torch.set_num_threads(args.threads)
+    if args.forward_only:  # a child of policy_table
+        print(f"{_posekit_forward_ms(args):.2f}")
+        return
+    torch.manual_seed(0)
+    load = CpuLoad()
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} cores, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}, "
+        f"load average {_load_average()} at start\n{topdown_speed.machine()}"
+    )
+
+    dataset = CocoKeypointDataset(
+        DATA / "annotations/person_keypoints_val2017.json",
+        DATA / "images/val2017",
+        schema="openpose18",
+    )
+    records = [r for r in dataset.records if r.num_instances > 0]
+    summary = {}
+    if args.only != "topdown":
+        summary.update(bottomup_tables(records[: args.images], args))
+    if not args.skip_topdown:
+        top = records[: args.topdown_images]
+        summary.update(topdown_speed.run(top, args.topdown_repeats, args.topdown_models))
     print(
         f"\nLoad: other processes used {100 * load.others():.0f}% of all cores during the run; "
-        f"load average {os.getloadavg()[0]:.2f} at the end"
+        f"load average {_load_average()} at the end"
     )
     print(json.dumps({k: round(v, 3) for k, v in summary.items()}))
 

@@ -53,16 +53,20 @@ __all__ = [
 
 # ---------------------------------------------------------------------- affine algebra
 def compose_affine(second: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """The (2, 3) matrix that applies ``first`` and then ``second``."""
-    full = np.vstack([np.asarray(first, np.float64), [0.0, 0.0, 1.0]])
-    return (np.asarray(second, np.float64) @ full)[:2]
+    """The (2, 3) matrix that applies ``first`` and then ``second``; (..., 2, 3) stacks of
+    matrices broadcast (one per crop, say)."""
+    second, first = np.asarray(second, np.float64), np.asarray(first, np.float64)
+    linear = second[..., :2] @ first[..., :2]
+    shift = second[..., :2] @ first[..., 2:] + second[..., 2:]
+    return np.concatenate([linear, shift], axis=-1)
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
-    """Inverse (2, 3) matrix (e.g. input -> image); ``numpy.linalg.LinAlgError`` if singular."""
+    """Inverse (2, 3) matrix (e.g. input -> image), or the inverses of a (..., 2, 3) stack;
+    ``numpy.linalg.LinAlgError`` if singular."""
     matrix = np.asarray(matrix, np.float64)
-    linear_inv = np.linalg.inv(matrix[:, :2])
-    return np.hstack([linear_inv, -linear_inv @ matrix[:, 2:]])
+    linear_inv = np.linalg.inv(matrix[..., :2])
+    return np.concatenate([linear_inv, -linear_inv @ matrix[..., 2:]], axis=-1)
 
 
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -218,6 +222,23 @@ def crop_matrix(
     if not w_box > 0:
         raise ConfigError(f"crop size must be > 0, got {tuple(size_wh)}")
     return affine_matrix(center_xy, input_size[0] / w_box, rotation_deg, input_size, flip)
+
+
+def crop_matrices(
+    centers: np.ndarray, sizes: np.ndarray, input_size: tuple[int, int]
+) -> np.ndarray:
+    """(N, 2, 3) ``crop_matrix`` of N boxes at once (no rotation, no mirror): centers and sizes
+    (N, 2) from ``box_to_center_size``."""
+    centers = np.asarray(centers, np.float64).reshape(-1, 2)
+    widths = np.asarray(sizes, np.float64).reshape(-1, 2)[:, 0]
+    if not (widths > 0).all():
+        raise ConfigError(f"crop sizes must be > 0, got {widths[~(widths > 0)][:3]}")
+    w_in, h_in = input_size
+    scale = w_in / widths
+    out = np.zeros((len(centers), 2, 3))
+    out[:, 0, 0] = out[:, 1, 1] = scale
+    out[:, :, 2] = np.array([(w_in - 1) / 2.0, (h_in - 1) / 2.0]) - scale[:, None] * centers
+    return out
 
 
 # ---------------------------------------------------------------------- maps

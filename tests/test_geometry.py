@@ -158,3 +158,23 @@ def test_map_warping_handles_more_channels_than_opencv_takes_at_once():
     out = warp_maps(maps, matrix, (10, 12))
     assert out.shape == (300, 12, 10)
     np.testing.assert_allclose(out[299], warp_maps(maps[299:], matrix, (10, 12))[0], atol=1e-6)
+
+
+def test_stacks_of_matrices_compose_and_invert_as_one_at_a_time():
+    from posekit.geometry import (
+        box_to_center_size,
+        compose_affine,
+        crop_matrices,
+        crop_matrix,
+        invert_affine,
+    )
+
+    rng = np.random.default_rng(3)
+    first, second = rng.normal(size=(5, 2, 3)), rng.normal(size=(5, 2, 3))
+    stacked = compose_affine(second, invert_affine(first))
+    single = [compose_affine(s, invert_affine(f)) for s, f in zip(second, first, strict=True)]
+    np.testing.assert_allclose(stacked, np.stack(single), atol=1e-12)
+    boxes = np.array([[10.0, 20.0, 60.0, 120.0], [5.0, 5.0, 300.0, 40.0]])
+    centers, sizes = box_to_center_size(boxes, 0.75, 1.25)
+    expected = [crop_matrix(c, s, (96, 128)) for c, s in zip(centers, sizes, strict=True)]
+    np.testing.assert_allclose(crop_matrices(centers, sizes, (96, 128)), expected, atol=1e-12)

@@ -443,9 +443,12 @@ def _windows(
     offsets = np.arange(-radius, radius + 1)
     rows, cols = y[..., None] + offsets, x[..., None] + offsets  # (N, K, S)
     valid = ((rows >= 0) & (rows < h))[..., :, None] & ((cols >= 0) & (cols < w))[..., None, :]
-    n, k = (i[..., None, None] for i in np.indices(x.shape, sparse=True))
-    rows, cols = np.clip(rows, 0, h - 1)[..., :, None], np.clip(cols, 0, w - 1)[..., None, :]
-    return maps[n, k, rows, cols], valid
+    padded = np.zeros((*maps.shape[:-2], h + 2 * radius, w + 2 * radius), maps.dtype)
+    padded[..., radius : radius + h, radius : radius + w] = maps
+    size = 2 * radius + 1  # every window a view of the padded maps; one gather of them
+    views = np.lib.stride_tricks.sliding_window_view(padded, (size, size), axis=(-2, -1))
+    n, k = np.indices(x.shape, sparse=True)
+    return views[n, k, y, x], valid
 
 
 def _refine_dark(

@@ -144,9 +144,13 @@ def refine_dark(
         dx = np.where(ok, -(hyy * gx - hxy * gy) / safe_det, 0.0)
         dy = np.where(ok, -(hxx * gy - hxy * gx) / safe_det, 0.0)
     # per-axis fits elsewhere (values, not logs, as log_parabola takes them; -inf: missing)
-    e = np.where(np.isfinite(p), np.exp(p), -np.inf)
-    ex = [_at(e, x, y, o, 0, pad) for o in (-2, -1, 1, 2)]
-    ey = [_at(e, x, y, 0, o, pad) for o in (-2, -1, 1, 2)]
+    def value(dx: int, dy: int) -> np.ndarray:  # exp of the log, -inf where missing
+        at = _at(p, x, y, dx, dy, pad)
+        with np.errstate(over="ignore"):
+            return np.where(np.isfinite(at), np.exp(at), -np.inf)
+
+    ex = [value(o, 0) for o in (-2, -1, 1, 2)]
+    ey = [value(0, o) for o in (-2, -1, 1, 2)]
     fx, _ = log_parabola(*ex, c)
     fy, _ = log_parabola(*ey, c)
     dx = np.clip(np.where(ok, dx, fx), -_MAX_STEP, _MAX_STEP)

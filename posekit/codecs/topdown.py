@@ -166,14 +166,14 @@ def poses_from_keypoints(
     if affine.shape != (n, 2, 3):
         raise ConfigError(f"affine: expected (2, 3) or ({n}, 2, 3), got {affine.shape}")
     xy = np.einsum("nij,nkj->nki", affine[:, :, :2], keypoints) + affine[:, None, :, 2]
-    poses = []
-    for i in range(n):
-        kpts = np.concatenate([xy[i], scores[i, :, None]], axis=1).astype(np.float32)
-        found = kpts[:, 2] > 0
-        pts = kpts[found, :2] if found.any() else kpts[:, :2]
-        bbox = np.concatenate([pts.min(axis=0), pts.max(axis=0)]).astype(np.float32)
-        poses.append(Pose(kpts, float(scores[i].mean()), bbox))
-    return poses
+    kpts = np.concatenate([xy, np.asarray(scores)[..., None]], axis=-1).astype(np.float32)
+    found = kpts[..., 2] > 0
+    use = np.where(found.any(axis=1, keepdims=True), found, True)[..., None]  # none: all of them
+    pts = kpts[..., :2]
+    bbox = np.concatenate([np.where(use, pts, np.inf).min(axis=1),
+                           np.where(use, pts, -np.inf).max(axis=1)], axis=1)  # fmt: skip
+    means = np.asarray(scores, np.float64).mean(axis=1)
+    return [Pose(kpts[i], float(means[i]), bbox[i]) for i in range(n)]
 
 
 def perfect_keypoints(

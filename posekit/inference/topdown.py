@@ -23,7 +23,7 @@ import numpy as np
 
 from posekit.codecs.topdown import TopDownCodec
 from posekit.errors import ConfigError
-from posekit.geometry import box_to_center_size, compose_affine, crop_matrix, invert_affine
+from posekit.geometry import box_to_center_size, compose_affine, crop_matrices, invert_affine
 from posekit.inference.preprocess import check_image, crop_batch
 from posekit.inference.runtime import Runtime
 from posekit.oks import RESCORE_THRESHOLD, oks_nms, rescore
@@ -89,7 +89,7 @@ class TopDownPredictor:
         """(M, 2, 3) image -> crop matrices of (M, 4) xyxy boxes (image pixels)."""
         w, h = self.codec.input_size
         centers, sizes = box_to_center_size(np.asarray(boxes_xyxy, np.float64), w / h, self.padding)
-        return np.stack([crop_matrix(c, s, (w, h)) for c, s in zip(centers, sizes, strict=True)])
+        return crop_matrices(centers, sizes, (w, h))
 
     def outputs(self, image_bgr: np.ndarray, matrices: np.ndarray) -> tuple[np.ndarray, ...]:
         """The codec's outputs (M, ...) of the crops ``matrices`` (M, 2, 3) of one image (flip
@@ -137,8 +137,7 @@ class TopDownPredictor:
             raise ConfigError(f"boxes must be finite xyxy with x2 > x1, y2 > y1: {boxes[bad][:3]}")
         matrices = self.matrices(boxes)
         outputs = self.outputs(image, matrices)
-        to_image = np.stack([compose_affine(invert_affine(m), self.codec.output_to_input_matrix())
-                             for m in matrices])  # fmt: skip
+        to_image = compose_affine(invert_affine(matrices), self.codec.output_to_input_matrix())
         poses = self.codec.decode(*outputs, affine=to_image, config=self.decode_config)
         if box_scores is not None:
             scores = np.asarray(box_scores, np.float64).reshape(-1)
