@@ -261,7 +261,7 @@ MODELS: Mapping[str, ModelEntry] = _unique_table(
                 input=HRNET_INPUT,
             )
             for width, builder, params in (
-                (18, hrnet_w18, "~9.6M"),
+                (18, hrnet_w18, "9.3M"),
                 (32, hrnet_w32, "28.5M"),
                 (48, hrnet_w48, "63.6M"),
             )
