@@ -18,8 +18,9 @@ import numpy as np
 
 __all__ = ["PRECISIONS", "Runtime"]
 
-PRECISIONS = ("float32", "bfloat16")
-"""Forward-pass precisions a runtime may offer."""
+PRECISIONS = ("float32", "bfloat16", "bfloat16-forced")
+"""Forward-pass precisions a runtime may offer (``"bfloat16"``: float32 where bfloat16 is not
+native, ``devices.forward_dtype``; ``"bfloat16-forced"``: bfloat16 even there)."""
 
 
 class Runtime(Protocol):

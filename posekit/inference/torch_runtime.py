@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from posekit.devices import forward_dtype
 from posekit.errors import ConfigError
 from posekit.inference.runtime import PRECISIONS
 
@@ -33,8 +34,9 @@ class TorchRuntime:
         channels_last: run in channels-last memory format on CPU (faster for these networks).
         fold_batchnorm: fold each BatchNorm into the conv before it (fewer passes over memory).
         precision: ``"float32"`` (default) or ``"bfloat16"``: the forward pass under bfloat16
-            autocast (about 1.7x faster on CPUs with native bfloat16, AVX512-BF16 / AMX; slower
-            elsewhere); outputs are returned as float32 either way.
+            autocast (about 1.7x faster on CPUs with native bfloat16, AVX512-BF16 / AMX; on
+            others, where it would be many times slower, float32 with a warning;
+            ``"bfloat16-forced"`` autocasts there too); outputs are float32 either way.
 
     With ``channels_last`` or ``fold_batchnorm`` the runtime runs a copy of ``model`` (in eval
     mode, on ``device``) and never modifies the model given; otherwise it runs ``model`` itself,
@@ -54,7 +56,7 @@ class TorchRuntime:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.device = torch.device(device)
         self.channels_last = channels_last and self.device.type == "cpu"
-        self.autocast = torch.bfloat16 if precision == "bfloat16" else None
+        self.autocast = forward_dtype(precision, self.device)
         if self.channels_last or fold_batchnorm:
             model = copy.deepcopy(model)
         self.model = model.to(self.device).eval()

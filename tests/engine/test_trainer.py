@@ -73,13 +73,15 @@ def test_stride_must_match_the_model(tmp_path):
         Trainer(_config(tmp_path / "run", "codec.sigm=3"), progress=False)
 
 
-def test_amp_picks_the_precision_the_device_computes_fast(monkeypatch):
+def test_amp_picks_the_precision_the_device_computes_fast(monkeypatch, caplog):
     from posekit.devices import amp_dtype
 
     assert amp_dtype(torch.device("cuda")) is torch.float16
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    assert amp_dtype(torch.device("cpu")) is None  # emulated bfloat16: stay float32
+    with caplog.at_level("WARNING", logger="posekit.devices"):
+        assert amp_dtype(torch.device("cpu")) is None  # emulated bfloat16: stay float32
+    assert "training in float32" in caplog.text and "train.amp=false" in caplog.text
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     assert amp_dtype(torch.device("cpu")) is torch.bfloat16
 

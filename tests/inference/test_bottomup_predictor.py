@@ -180,12 +180,27 @@ def test_bfloat16_forward_gives_float32_maps_close_to_float32():
     model = noisy_lwop("coco_person")
     image = np.random.default_rng(1).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     exact = Predictor(model, SCHEMA, input_height=64).maps(image)
-    low = Predictor(model, SCHEMA, input_height=64, precision="bfloat16").maps(image)
+    low = Predictor(model, SCHEMA, input_height=64, precision="bfloat16-forced").maps(image)
     assert low.heatmaps.dtype == low.pafs.dtype == np.float32
     scale = np.abs(exact.pafs).max()
     assert not np.array_equal(low.pafs, exact.pafs)  # it did run in another precision
     assert np.abs(low.pafs - exact.pafs).max() < 0.05 * scale  # bfloat16: 8-bit mantissa
     assert np.abs(low.heatmaps - exact.heatmaps).max() < 0.05 * np.abs(exact.heatmaps).max()
+
+
+def test_bfloat16_falls_back_to_float32_where_it_is_not_native(monkeypatch, caplog):
+    from posekit.inference.torch_runtime import TorchRuntime
+
+    model = noisy_lwop("coco_person")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    with caplog.at_level("WARNING", logger="posekit.devices"):
+        assert TorchRuntime(model, precision="bfloat16").autocast is None
+    assert "no native bfloat16" in caplog.text and "running in float32" in caplog.text
+    assert TorchRuntime(model, precision="bfloat16-forced").autocast is torch.bfloat16
+    assert TorchRuntime(model).autocast is None
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert TorchRuntime(model, precision="bfloat16").autocast is torch.bfloat16
 
 
 def test_folded_channels_last_copy_computes_the_same_maps():
