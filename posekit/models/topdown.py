@@ -18,11 +18,18 @@ from torch import nn
 
 from posekit.codecs.base import OutputLayout
 from posekit.codecs.topdown import TopDownCodec
+from posekit.errors import ConfigError
 from posekit.models.backbones.residual import ResidualTrunk
-from posekit.models.heads.topdown import HeatmapHead, RegressionHead, RleHead, SimccHead
+from posekit.models.heads.topdown import (
+    HeatmapHead,
+    RegressionHead,
+    RleHead,
+    SimccHead,
+    SkipHeatmapHead,
+)
 from posekit.schema import KeypointSchema
 
-__all__ = ["TopDownNet", "residual_topdown", "topdown_head"]
+__all__ = ["SkipTrunk", "TopDownNet", "residual_topdown", "topdown_head"]
 
 
 class TopDownNet(nn.Module):
@@ -72,10 +79,11 @@ def topdown_head(
 ) -> tuple[nn.Module, int]:
     """The head the codec's outputs ask for on features of ``in_channels`` at ``trunk_stride``,
     and the stride of its outputs: heatmaps (``deconvs`` transposed convs first, each halving the
-    stride), SimCC, coordinates or RLE coordinates + scales."""
+    stride; the first keeps ``in_channels``, each next one half as many, at least 16), SimCC, coordinates or RLE coordinates + scales."""
     layout = codec.layout
     if layout.names == ("heatmaps",):
-        head = HeatmapHead(in_channels, layout, deconv_widths=(in_channels,) * deconvs)
+        widths = tuple(max(in_channels >> i, 16) for i in range(deconvs))
+        head = HeatmapHead(in_channels, layout, deconv_widths=widths)
         return head, trunk_stride // head.upsample
     w, h = codec.input_size
     if layout.names == ("simcc_x", "simcc_y"):
@@ -87,12 +95,43 @@ def topdown_head(
     raise ValueError(f"no top-down head makes the outputs {layout.names}")
 
 
+class SkipTrunk(nn.Module):
+    """``ResidualTrunk`` that also returns its stride-4 features: ``x -> (stride-8 features,
+    stride-4 features)`` (``layers[:3]`` are the stride-4 part)."""
+
+    def __init__(self, trunk: ResidualTrunk) -> None:
+        super().__init__()
+        self.layers = trunk.layers
+        self.out_channels = trunk.out_channels
+        self.skip_channels = trunk.out_channels // 2
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fine = self.layers[:3](x)
+        return self.layers[3:](fine), fine
+
+
 def residual_topdown(
-    schema: KeypointSchema, codec: TopDownCodec, *, width: int = 32, deconvs: int = 1
+    schema: KeypointSchema,
+    codec: TopDownCodec,
+    *,
+    width: int = 32,
+    deconvs: int = 1,
+    skip: bool = False,
 ) -> TopDownNet:
     """A small top-down network for CPU training: ``ResidualTrunk(width)`` (stride 8) and the head
-    of the codec's kind (``topdown_head``; heatmaps at stride 8 / 2^deconvs)."""
+    of the codec's kind (``topdown_head``; heatmaps at stride 8 / 2^deconvs). ``skip`` (heatmaps,
+    one deconvolution): the trunk's stride-4 features join the upsampled ones
+    (``SkipHeatmapHead``)."""
     trunk = ResidualTrunk(width)
+    options = {"width": width, "deconvs": deconvs, "skip": skip}
+    if skip:
+        if codec.layout.names != ("heatmaps",) or deconvs != 1:
+            raise ConfigError(
+                f"skip: needs a heatmap codec and deconvs=1, got {codec.name} with deconvs={deconvs}"
+            )
+        backbone = SkipTrunk(trunk)
+        head = SkipHeatmapHead(backbone.out_channels, backbone.skip_channels, codec.layout,
+                               fuse_channels=backbone.out_channels // 2)  # fmt: skip
+        return TopDownNet(schema, backbone, head, codec.layout, stride=4, options=options)
     head, stride = topdown_head(codec, trunk.out_channels, 8, deconvs=deconvs)
-    options = {"width": width, "deconvs": deconvs}
     return TopDownNet(schema, trunk, head, codec.layout, stride=stride, options=options)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ from typing import Any
 
 from torch import nn
 
-from posekit.codecs import codec_from_dict
+from posekit.codecs import CODECS, codec_from_dict
 from posekit.codecs.base import Codec
 from posekit.errors import ConfigError
 from posekit.models.bottomup import LightweightOpenPose, OpenPoseVGG19, PafTiny
@@ -169,12 +170,13 @@ def topdown_tiny(
     progress: bool = True,
     width: int | None = None,
     deconvs: int | None = None,
+    skip: bool | None = None,
 ) -> TopDownNet:
     """A small top-down network for CPU training from scratch (``topdown.residual_topdown``: a
     residual trunk and the head the codec asks for: heatmaps, SimCC, regression or RLE). See
     ``build_model`` for the arguments.
     """
-    options = {"width": width, "deconvs": deconvs}
+    options = {"width": width, "deconvs": deconvs, "skip": skip}
     return _build("topdown_tiny", residual_topdown, schema, codec, weights, cache_dir, progress,
                   options)  # fmt: skip
 
@@ -246,7 +248,8 @@ MODELS: Mapping[str, ModelEntry] = _unique_table(
             description="small top-down network for CPU training from scratch: a residual trunk "
             "and the head of its codec (heatmaps by default; SimCC, regression, RLE)",
             family="topdown",
-            codec={"name": "udp", "input_size": [96, 128], "heatmap_size": [24, 32]},
+            codec={"name": "udp", "input_size": [96, 128], "heatmap_size": [24, 32], "sigma": 1.5,
+                   "decode_config": {"blur_kernel": 7}},
             input=InputSpec(size_divisor=1, height=128, width=96),
         ),
         *(
@@ -365,18 +368,26 @@ def build_model(
     return model
 
 
+_CROP_KEYS = ("input_size", "heatmap_size")
+"""Codec parameters that belong to the model (its crop and output sizes): kept when a config
+names another codec that takes them."""
+
+
 def default_codec(
     name: str, schema: KeypointSchema | str, overrides: Mapping[str, Any] | None = None
 ) -> Codec:
     """The codec model ``name`` is trained with by default, for ``schema``; ``overrides`` (a
     config's ``codec:`` section) change its parameters, or name another codec (then only their
-    parameters apply)."""
+    parameters apply, and the model's sizes: a top-down model's ``input_size`` (and
+    ``heatmap_size`` for another heatmap codec) is its own, whatever codec decodes it)."""
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; available: {sorted(MODELS)}")
     record = dict(MODELS[name].codec)
     overrides = dict(overrides or {})
     if overrides.get("name", record["name"]) != record["name"]:
-        record = {}
+        other = CODECS.get(overrides["name"])
+        takes = {f.name for f in dataclasses.fields(other)} if dataclasses.is_dataclass(other) else ()
+        record = {k: record[k] for k in _CROP_KEYS if k in record and k in takes}
     return codec_from_dict(KeypointSchema.load(schema), {**record, **overrides})
 
 

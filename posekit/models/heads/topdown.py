@@ -20,7 +20,7 @@ from torch import nn
 from posekit.codecs.base import OutputLayout
 from posekit.models.heads.paf import OutputConv
 
-__all__ = ["HeatmapHead", "RegressionHead", "RleHead", "SimccHead"]
+__all__ = ["HeatmapHead", "RegressionHead", "RleHead", "SimccHead", "SkipHeatmapHead"]
 
 
 def _deconvs(in_channels: int, widths: tuple[int, ...]) -> tuple[nn.Sequential, int]:
@@ -34,6 +34,44 @@ def _deconvs(in_channels: int, widths: tuple[int, ...]) -> tuple[nn.Sequential, 
         ]
         in_channels = width
     return nn.Sequential(*layers), in_channels
+
+
+class SkipHeatmapHead(nn.Module):
+    """``((B, C, h, w), (B, C4, 2h, 2w))`` -> ``(heatmaps (B, K, 2h, 2w),)``: one deconvolution of
+    the coarse features, the finer ones added through ``lateral`` (1x1 conv + BN), a 3x3 conv
+    (``fuse``) and ``final_layer`` (a feature-pyramid step: the finer features carry where a
+    keypoint is, the coarse ones which keypoint it is).
+
+    Args:
+        in_channels: C, of the coarse features.
+        skip_channels: C4, of the features at twice their resolution.
+        layout: the heatmap codec's layout.
+        fuse_channels: width of ``fuse``.
+    """
+
+    upsample = 2
+
+    def __init__(
+        self, in_channels: int, skip_channels: int, layout: OutputLayout, *, fuse_channels: int
+    ) -> None:
+        super().__init__()
+        if layout.names != ("heatmaps",):
+            raise ValueError(f"a heatmap head makes (heatmaps,), not the layout {layout.names}")
+        self.deconv, width = _deconvs(in_channels, (in_channels,))
+        self.lateral = nn.Sequential(
+            nn.Conv2d(skip_channels, width, 1, bias=False), nn.BatchNorm2d(width)
+        )
+        self.fuse = nn.Sequential(
+            nn.Conv2d(width, fuse_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(fuse_channels),
+            nn.ReLU(inplace=True),
+        )
+        self.final_layer = OutputConv(fuse_channels, layout["heatmaps"].channels, kind="heatmaps")
+
+    def forward(self, features: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor]:
+        coarse, fine = features
+        merged = self.deconv(coarse) + self.lateral(fine)
+        return (self.final_layer(self.fuse(merged)),)
 
 
 class HeatmapHead(nn.Module):

@@ -1,0 +1,76 @@
+"""topdown_tiny: the head follows the codec (heatmaps, SimCC, regression, RLE), outputs of the
+layout's sizes at the crop size, and the heatmap resolution follows ``deconvs``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from posekit.codecs import build_codec
+from posekit.errors import ConfigError
+from posekit.models.zoo import build_model, default_codec
+from posekit.schema import KeypointSchema
+
+SCHEMA = KeypointSchema.named("coco_person")
+K = SCHEMA.num_keypoints
+
+
+@pytest.mark.parametrize(
+    ("codec", "expected"),
+    [
+        ({"name": "udp", "input_size": [96, 128], "heatmap_size": [24, 32]}, [(K, 32, 24)]),
+        ({"name": "simcc", "input_size": [96, 128]}, [(K, 192), (K, 256)]),
+        ({"name": "regression", "input_size": [96, 128]}, [(K, 2)]),
+        ({"name": "rle", "input_size": [96, 128]}, [(K, 2), (K, 2)]),
+    ],
+)
+def test_the_head_makes_the_codecs_outputs(codec, expected):
+    codec = build_codec(codec.pop("name"), SCHEMA, **codec)
+    model = build_model("topdown_tiny", SCHEMA, codec=codec).eval()
+    with torch.inference_mode():
+        (outputs,) = model(torch.rand(3, 3, 128, 96))  # one stage
+    assert [tuple(o.shape) for o in outputs] == [(3, *shape) for shape in expected]
+    assert model.layout == codec.layout
+
+
+@pytest.mark.parametrize(("deconvs", "stride", "widths"), [(0, 8, []), (1, 4, [64]),
+                                                           (2, 2, [64, 32])])  # fmt: skip
+def test_each_deconvolution_halves_the_stride_and_the_later_ones_the_width(
+    deconvs, stride, widths
+):
+    w, h = 96, 128
+    codec = build_codec("udp", SCHEMA, input_size=[w, h], heatmap_size=[w // stride, h // stride])
+    model = build_model("topdown_tiny", SCHEMA, codec=codec, deconvs=deconvs).eval()
+    assert model.stride == stride
+    deconv = [m for m in model.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [m.out_channels for m in deconv] == widths
+    with torch.inference_mode():
+        ((heatmaps,),) = model(torch.rand(1, 3, h, w))
+    assert heatmaps.shape == (1, K, h // stride, w // stride)
+
+
+@pytest.mark.parametrize("name", ["simcc", "rle", "regression", "msra"])
+def test_another_codec_keeps_the_models_crop_size(name):
+    """``codec.name=simcc`` on topdown_tiny: a SimCC codec of its 96 x 128 crops, not of the
+    codec's own 192 x 256 default."""
+    codec = default_codec("topdown_tiny", SCHEMA, {"name": name})
+    assert codec.name == name and tuple(codec.input_size) == (96, 128)
+    assert tuple(default_codec("hrnet_w32", SCHEMA, {"name": name}).input_size) == (192, 256)
+    model = build_model("topdown_tiny", SCHEMA, codec=codec)
+    assert model.layout == codec.layout
+
+
+def test_the_skip_head_joins_the_stride_4_features():
+    codec = default_codec("topdown_tiny", SCHEMA)
+    model = build_model("topdown_tiny", SCHEMA, codec=codec, skip=True).eval()
+    assert model.stride == 4 and model.options["skip"] is True
+    x = torch.rand(2, 3, 128, 96)
+    with torch.inference_mode():
+        ((heatmaps,),) = model(x)
+        coarse, fine = model.backbone(x)
+    assert heatmaps.shape == (2, K, 32, 24) and fine.shape[2:] == (32, 24)
+    assert coarse.shape[2:] == (16, 12)
+    again = build_model("topdown_tiny", SCHEMA, codec=codec, **model.options)
+    assert again.state_dict().keys() == model.state_dict().keys()
+    with pytest.raises(ConfigError, match="skip: needs a heatmap codec and deconvs=1"):
+        build_model("topdown_tiny", SCHEMA, codec=build_codec("simcc", SCHEMA), skip=True)
