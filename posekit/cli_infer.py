@@ -145,7 +145,7 @@ def _box_source(args: argparse.Namespace, device: str, precision: str) -> Any:
             "bottom-up model (it finds the people)"
         )
     bottomup = proposer.predictor(device=device, precision=precision)
-    return boxes.ProposalBoxes(bottomup, min_score=args.box_threshold)
+    return boxes.ProposalBoxes(bottomup, min_score=args.box_threshold, merge=not args.no_merge)
 
 
 def _batches(frames: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -373,6 +373,12 @@ def _add_inference_args(p: argparse.ArgumentParser, *, gt_boxes: bool = False) -
         help="--boxes / --proposals: keep boxes scoring at least this (default 0)",
     )
     p.add_argument("--box-category", type=int, help="--boxes: only this category id")
+    p.add_argument(
+        "--no-merge",
+        action="store_true",
+        help="--proposals: keypoints from the top-down model only (default: each keypoint the "
+        "better-scoring of the bottom-up and the top-down estimate)",
+    )
     p.add_argument(
         "--padding",
         type=float,

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from posekit.codecs.topdown import TopDownCodec
+from posekit.codecs.topdown import TopDownCodec, poses_from_keypoints
 from posekit.errors import ConfigError
 from posekit.geometry import box_to_center_size, compose_affine, crop_matrices, invert_affine
 from posekit.inference.preprocess import check_image, crop_batch
@@ -111,6 +111,7 @@ class TopDownPredictor:
         image_bgr: np.ndarray,
         boxes: np.ndarray | None = None,
         box_scores: Sequence[float] | None = None,
+        priors: Sequence[Pose] | None = None,
     ) -> list[Pose]:
         """One pose per box of one (H, W, 3) uint8 BGR image, keypoints in image pixels.
 
@@ -118,6 +119,9 @@ class TopDownPredictor:
             image_bgr: the image.
             boxes: (M, 4) xyxy person boxes, image pixels; default the whole image.
             box_scores: (M,) detector confidences; the poses are then rescored with them.
+            priors: (M) earlier poses of the boxes' people (image pixels; a bottom-up model's):
+                each keypoint is the prior's where the prior scores it higher than the crop's
+                estimate (before rescoring).
 
         Returns:
             Poses sorted by descending score (OKS-NMS applied when ``nms_threshold`` is set).
@@ -139,6 +143,8 @@ class TopDownPredictor:
         outputs = self.outputs(image, matrices)
         to_image = compose_affine(invert_affine(matrices), self.codec.output_to_input_matrix())
         poses = self.codec.decode(*outputs, affine=to_image, config=self.decode_config)
+        if priors is not None:
+            poses = _merge(poses, priors)
         if box_scores is not None:
             scores = np.asarray(box_scores, np.float64).reshape(-1)
             if len(scores) != len(poses):
@@ -152,3 +158,18 @@ class TopDownPredictor:
             keep = oks_nms(poses, self.schema, self.nms_threshold, areas=areas)
             poses = [poses[i] for i in keep]
         return poses
+
+
+def _merge(poses: Sequence[Pose], priors: Sequence[Pose]) -> list[Pose]:
+    """Per keypoint the better-scoring of ``poses[i]`` and ``priors[i]`` (ties: the pose's); the
+    score is the mean of the merged keypoint scores, the box around the merged keypoints."""
+    if len(priors) != len(poses):
+        raise ConfigError(f"{len(priors)} prior poses for {len(poses)} boxes")
+    if not len(poses):
+        return []
+    own = np.stack([p.keypoints for p in poses])
+    prior = np.stack([p.keypoints for p in priors]).astype(own.dtype)
+    if prior.shape != own.shape:
+        raise ConfigError(f"prior poses of {prior.shape[1:]} keypoints for poses of {own.shape[1:]}")
+    kpts = np.where((prior[..., 2] > own[..., 2])[..., None], prior, own)
+    return poses_from_keypoints(kpts[..., :2], kpts[..., 2], np.eye(2, 3))

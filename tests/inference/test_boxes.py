@@ -66,16 +66,22 @@ def test_boxed_predictor_joins_refined_and_kept_poses():
     class Refiner:
         schema = None
 
-        def predict(self, image, boxes, scores):
+        def predict(self, image, boxes, scores, priors=None):
             assert boxes.shape == (1, 4) and scores.tolist() == [0.5]
+            self.priors = priors
             return [_pose([(1, 1), (2, 2)], 0.45)]
 
     class Proposer:
         def predict(self, image):
-            return [_pose([(0, 0), (4, 4)], 0.5), single]
+            return [proposal, single]
 
-    pipeline = BoxedPredictor(Refiner(), ProposalBoxes(Proposer()))
+    proposal = _pose([(0, 0), (4, 4)], 0.5)
+    refiner = Refiner()
+    pipeline = BoxedPredictor(refiner, ProposalBoxes(Proposer()))
     poses = pipeline.predict(np.zeros((10, 10, 3), np.uint8), 0)
     assert [p.score for p in poses] == [0.95, 0.45] and poses[0] is single
+    assert refiner.priors == (proposal,)  # the proposal's pose goes with its box
+    BoxedPredictor(refiner, ProposalBoxes(Proposer(), merge=False)).predict(np.zeros((9, 9, 3)), 0)
+    assert refiner.priors is None
     whole = WholeImageBox()(np.zeros((10, 20, 3), np.uint8), 0)
     assert isinstance(whole, Boxes) and whole.xyxy.tolist() == [[0, 0, 20, 10]]

@@ -83,6 +83,20 @@ def test_a_perfect_network_scores_the_codec_on_real_photos_with_gt_boxes(coco_va
     assert metrics["AP"] >= 0.98, metrics
 
 
+def test_what_the_perfect_network_misses_lies_outside_the_padded_boxes(coco_val):
+    """With boxes padded 2x instead of 1.25x, every labelled keypoint is inside its crop and the
+    perfect network's AP is 1: the 1.7 % of the test above is the padding, not the pipeline."""
+    codec = build_codec("udp", SCHEMA)
+    runtime = PerfectRuntime(codec)
+    predictor = TopDownPredictor(runtime, codec, flip=False, padding=2.0)
+    poses = {}
+    for i, rec in enumerate(coco_val.records):
+        runtime.kpts_img, runtime.matrices = rec.keypoints, predictor.matrices(rec.boxes)
+        found = predictor.predict(coco_val.load_image(i), rec.boxes) if rec.num_instances else []
+        poses[rec.image_id] = found
+    assert evaluate_coco(coco_val.ann_file, poses, SCHEMA)["AP"] >= 0.999
+
+
 def test_rescoring_nms_and_bad_boxes():
     codec = build_codec("udp", SCHEMA)
     runtime = PerfectRuntime(codec)
@@ -156,3 +170,27 @@ def test_perfect_proposals_refined_by_a_perfect_top_down_network(coco_val):
     # measured 0.969 vs the perfect bottom-up's 0.962: the refinement fixes keypoints, not the
     # grouping's merged people (the crop of a pose spanning two people refines to one of them)
     assert metrics["AP"] > bottom_up_ap >= 0.95 and metrics["AP"] >= 0.96, (metrics, bottom_up_ap)
+
+
+def test_priors_give_each_keypoint_the_better_scoring_estimate(coco_val):
+    """``predict(..., priors=)``: where the prior (a proposal's bottom-up pose) scores a keypoint
+    higher than the crop does, that keypoint is the prior's; the rest are the crop's."""
+    codec = build_codec("udp", SCHEMA)
+    runtime = PerfectRuntime(codec)
+    predictor = TopDownPredictor(runtime, codec, flip=False)
+    i = next(i for i, r in enumerate(coco_val.records) if r.num_instances == 1)
+    rec = coco_val.records[i]
+    runtime.kpts_img, runtime.matrices = rec.keypoints, predictor.matrices(rec.boxes)
+    (plain,) = predictor.predict(coco_val.load_image(i), rec.boxes)
+    prior_kpts = plain.keypoints.copy()
+    prior_kpts[:, :2] += 5.0
+    prior_kpts[:, 2] = np.where(np.arange(SCHEMA.num_keypoints) < 5, 2.0, 0.0)  # beats the nose..ears
+    prior = type(plain)(prior_kpts, 0.3, plain.bbox)
+    (merged,) = predictor.predict(coco_val.load_image(i), rec.boxes, priors=[prior])
+    np.testing.assert_array_equal(merged.keypoints[:5], prior_kpts[:5])
+    np.testing.assert_array_equal(merged.keypoints[5:], plain.keypoints[5:])
+    assert merged.score == pytest.approx(merged.keypoints[:, 2].mean())
+    found = merged.keypoints[merged.keypoints[:, 2] > 0, :2]
+    np.testing.assert_allclose(merged.bbox, [*found.min(0), *found.max(0)], rtol=1e-6)
+    with pytest.raises(ConfigError, match="2 prior poses for 1 boxes"):
+        predictor.predict(coco_val.load_image(i), rec.boxes, priors=[prior, prior])
