@@ -68,6 +68,15 @@ def test_predict_with_proposals_of_a_bottom_up_model(topdown, checkpoint, coco_v
                 "--json", bottom_up) == 0  # fmt: skip
     found = [r for r in _results(bottom_up) if sum(v > 0 for v in r["keypoints"][2::3]) >= 2]
     assert len(proposals) == len(found) > 0
+    # --no-merge: the top-down keypoints only; merged, each keypoint scores at least as high
+    alone = tmp_path / "alone.json"
+    assert _run("predict", image, "--checkpoint", topdown, "--proposals", checkpoint,
+                "--json", alone, "--nms", "0", "--no-merge") == 0  # fmt: skip
+    alone = _results(alone)
+    assert len(alone) == len(proposals)
+    assert sum(sum(r["keypoints"][2::3]) for r in proposals) >= sum(
+        sum(r["keypoints"][2::3]) for r in alone
+    )
     assert _run("predict", image, "--checkpoint", topdown, "--whole-image", "--json", out) == 0
     assert len(_results(out)) == 1
 
