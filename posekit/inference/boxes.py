@@ -20,6 +20,7 @@ images: ``predict(image, image_id)``, as ``posekit predict`` and ``eval`` run it
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -153,7 +154,7 @@ class ProposalBoxes:
     def __call__(self, image: np.ndarray, image_id: int) -> Boxes:
         poses = [p for p in self.predictor.predict(image) if p.score >= self.min_score]
         boxes = pose_boxes(poses, self.min_keypoints)
-        return boxes if self.merge else Boxes(boxes.xyxy, boxes.scores, boxes.kept)
+        return boxes if self.merge else dataclasses.replace(boxes, priors=())
 
 
 class WholeImageBox:

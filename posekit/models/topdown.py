@@ -79,7 +79,8 @@ def topdown_head(
 ) -> tuple[nn.Module, int]:
     """The head the codec's outputs ask for on features of ``in_channels`` at ``trunk_stride``,
     and the stride of its outputs: heatmaps (``deconvs`` transposed convs first, each halving the
-    stride; the first keeps ``in_channels``, each next one half as many, at least 16), SimCC, coordinates or RLE coordinates + scales."""
+    stride; the first keeps ``in_channels``, each next one half as many, at least 16), SimCC,
+    coordinates or RLE coordinates + scales."""
     layout = codec.layout
     if layout.names == ("heatmaps",):
         widths = tuple(max(in_channels >> i, 16) for i in range(deconvs))
@@ -95,19 +96,12 @@ def topdown_head(
     raise ValueError(f"no top-down head makes the outputs {layout.names}")
 
 
-class SkipTrunk(nn.Module):
-    """``ResidualTrunk`` that also returns its stride-4 features: ``x -> (stride-8 features,
-    stride-4 features)`` (``layers[:3]`` are the stride-4 part)."""
+class SkipTrunk(ResidualTrunk):
+    """``ResidualTrunk`` (same layers and keys) that also returns its stride-4 features:
+    ``x -> (stride-8 features, stride-4 features)`` (``ResidualTrunk.features``)."""
 
-    def __init__(self, trunk: ResidualTrunk) -> None:
-        super().__init__()
-        self.layers = trunk.layers
-        self.out_channels = trunk.out_channels
-        self.skip_channels = trunk.out_channels // 2
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        fine = self.layers[:3](x)
-        return self.layers[3:](fine), fine
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return self.features(x)
 
 
 def residual_topdown(
@@ -122,16 +116,17 @@ def residual_topdown(
     of the codec's kind (``topdown_head``; heatmaps at stride 8 / 2^deconvs). ``skip`` (heatmaps,
     one deconvolution): the trunk's stride-4 features join the upsampled ones
     (``SkipHeatmapHead``)."""
-    trunk = ResidualTrunk(width)
     options = {"width": width, "deconvs": deconvs, "skip": skip}
     if skip:
         if codec.layout.names != ("heatmaps",) or deconvs != 1:
             raise ConfigError(
                 f"skip: needs a heatmap codec and deconvs=1, got {codec.name} with deconvs={deconvs}"
             )
-        backbone = SkipTrunk(trunk)
-        head = SkipHeatmapHead(backbone.out_channels, backbone.skip_channels, codec.layout,
-                               fuse_channels=backbone.out_channels // 2)  # fmt: skip
-        return TopDownNet(schema, backbone, head, codec.layout, stride=4, options=options)
-    head, stride = topdown_head(codec, trunk.out_channels, 8, deconvs=deconvs)
+        trunk: ResidualTrunk = SkipTrunk(width)
+        head: nn.Module = SkipHeatmapHead(trunk.out_channels, trunk.stride4_channels,
+                                          codec.layout, fuse_channels=width)  # fmt: skip
+        stride = 8 // head.upsample
+    else:
+        trunk = ResidualTrunk(width)
+        head, stride = topdown_head(codec, trunk.out_channels, 8, deconvs=deconvs)
     return TopDownNet(schema, trunk, head, codec.layout, stride=stride, options=options)

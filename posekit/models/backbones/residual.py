@@ -40,11 +40,15 @@ class ResidualTrunk(nn.Module):
     dilation 1, 2, 4, 2.
     """
 
+    STRIDE_4 = 3
+    """``layers[:STRIDE_4]`` end at stride 4 with ``width`` channels (``features``)."""
+
     def __init__(self, width: int = 64) -> None:
         super().__init__()
         if width < 8 or width % 2:
             raise ValueError(f"width must be an even int >= 8, got {width!r}")
         self.out_channels = 2 * width
+        self.stride4_channels = width
         self.layers = nn.Sequential(
             conv_block(3, width // 2, stride=2, bias=False),
             conv_block(width // 2, width, stride=2, bias=False),
@@ -55,3 +59,8 @@ class ResidualTrunk(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(stride-8 output, stride-4 features (B, width, H/4, W/4))`` of one pass."""
+        fine = self.layers[: self.STRIDE_4](x)
+        return self.layers[self.STRIDE_4 :](fine), fine
