@@ -33,6 +33,10 @@ Pipelines, per image: read (cv2.imread) -> preprocess -> forward -> decode -> dr
 - posekit, read ahead: the same with images read in a background thread (``media.prefetch``).
 - posekit, bfloat16: the forward pass under bfloat16 autocast (``posekit predict --bf16``): about
   1.7x faster on CPUs with native bfloat16 (AVX512-BF16 / AMX), slower on others.
+- posekit, ONNX Runtime fp32 / int8, OpenVINO fp32 (when installed): the same network exported by
+  ``posekit.export`` (``benchmarks/onnx_speed.py``; int8: static QDQ calibrated on 32 COCO-MINI
+  train photos) and run as ``posekit predict --backend`` runs it, ``--threads`` threads; the
+  forward table adds their network ms beside eager torch's.
 
 All pipelines run in this process, so under the same OpenMP wait policy: PASSIVE, as
 ``posekit predict`` / ``eval`` set it, unless ``OMP_WAIT_POLICY`` is set or ``--default-omp`` is
@@ -76,6 +80,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import onnx_speed  # noqa: E402 - exported pipelines, benchmarks/onnx_speed.py
 import topdown_speed  # noqa: E402 - the top-down section, benchmarks/topdown_speed.py
 from paf_decode import ClassicDecoder  # noqa: E402 - the reference decoder of benchmarks/
 
@@ -276,7 +281,9 @@ def _load_average() -> str:
     return "/".join(f"{v:.2f}" for v in os.getloadavg()) + " (1/5/15 min)"
 
 
-def forward_table(model: torch.nn.Module, predictor: Predictor, args: argparse.Namespace) -> None:
+def forward_table(
+    model: torch.nn.Module, predictor: Predictor, exported: dict, args: argparse.Namespace
+) -> None:
     """Forward ms of one input size (640x480 photo at height 256: 344x256) by execution mode."""
     w = math.ceil(round(640 * args.height / 480) / 8) * 8
     x = torch.from_numpy(np.random.default_rng(0).uniform(-0.5, 0.5, (1, 3, args.height, w)))
@@ -303,10 +310,16 @@ def forward_table(model: torch.nn.Module, predictor: Predictor, args: argparse.N
                 net(inp)
                 times[name].append((time.perf_counter() - start) / len(inp))
     base = statistics.median(times["NCHW, no_grad"])
+    eager = statistics.median(times["+ BatchNorm folded (posekit)"])
     print(f"\nForward pass, input {w}x{args.height}, median of {args.forward_repeats} (ms)")
     for name in modes:
         med = statistics.median(times[name])
         print(f"  {name:<32} {1e3 * med:7.1f}   x{base / med:4.2f} vs no_grad")
+    x_nhwc = np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())
+    for name, ms in onnx_speed.forward_rows(exported, x_nhwc, args.forward_repeats).items():
+        label = name.replace("posekit, ", "")
+        print(f"  {label:<32} {ms:7.1f}   x{1e3 * base / ms:4.2f} vs no_grad, "
+              f"{ms / (1e3 * eager):.2f} of posekit torch's time")  # fmt: skip
 
 
 def _posekit_forward_ms(args: argparse.Namespace) -> float:
@@ -349,7 +362,10 @@ def bottomup_tables(records: list[ImageRecord], args: argparse.Namespace) -> dic
     schema = model.schema
     codec = PafCodec(schema)
     predictor = Predictor(model, schema, codec=codec, input_height=args.height)
-    forward_table(model, predictor, args)
+    exported, export_seconds = onnx_speed.exported_predictors(model, args.height, args.threads)
+    print("\n" + ", ".join(f"{k} {v:.1f} s" for k, v in export_seconds.items())
+          + " (parity gate included)")  # fmt: skip
+    forward_table(model, predictor, exported, args)
 
     pipelines = {
         "classic (demo: autograd on)": Classic(model, codec, args.height, grad=True),
@@ -358,6 +374,7 @@ def bottomup_tables(records: list[ImageRecord], args: argparse.Namespace) -> dic
         "posekit, bfloat16 (--bf16)": Posekit(
             Predictor(model, schema, codec=codec, input_height=args.height, precision="bfloat16")
         ),
+        **{name: Posekit(p) for name, p in exported.items()},
     }
     gt_maps = {  # encoded before timing: not part of any pipeline
         name: [pipe.gt_maps(r.keypoints, (r.width, r.height)) for r in records]
@@ -399,11 +416,12 @@ def bottomup_tables(records: list[ImageRecord], args: argparse.Namespace) -> dic
         fps = len(paths) / statistics.median(ahead)
         summary[f"{maps}/posekit, read ahead"] = fps
         print(f"  {maps + ' / posekit, read ahead':<40} {'':>54} {fps:9.2f}")
-        for name in ("posekit", "posekit, read ahead", "posekit, bfloat16 (--bf16)"):
+        for name in ("posekit", "posekit, read ahead", "posekit, bfloat16 (--bf16)", *exported):
             ratio = summary[f"{maps}/{name}"] / base
             print(f"    speedup of {name} over classic + no_grad ({maps} maps): x{ratio:.2f}")
-        demo = summary[f"{maps}/posekit"] / summary[f"{maps}/classic (demo: autograd on)"]
-        print(f"    speedup of posekit over the demo as published: x{demo:.2f}")
+        for name in ("posekit", *exported):
+            demo = summary[f"{maps}/{name}"] / summary[f"{maps}/classic (demo: autograd on)"]
+            print(f"    speedup of {name} over the demo as published: x{demo:.2f}")
     if not args.skip_policy:
         policy_table(args)
     return summary

@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 import torch
 
+from posekit import devices
 from posekit.data.coco import ImageRecord
 from posekit.inference import Runtime, TopDownPredictor, create_predictor
 from posekit.models.zoo import MODELS, build_model, default_codec
@@ -57,9 +58,10 @@ JITTER_SHIFT, JITTER_SCALE = 0.10, 0.10  # fractions of the box size
 
 
 def native_bfloat16() -> bool:
-    """Whether oneDNN runs bfloat16 natively here (AVX512-BF16 / AMX, and not capped by
-    ``ONEDNN_MAX_CPU_ISA``); private torch API, read by benchmarks only."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """Whether this CPU computes bfloat16 natively (``posekit.devices``: AVX512-BF16 / AMX) and
+    oneDNN may use it (not capped by ``ONEDNN_MAX_CPU_ISA``). oneDNN's own
+    ``_is_mkldnn_bf16_supported`` is also True on plain AVX-512, where it emulates bfloat16."""
+    return devices.native_bfloat16() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def machine() -> str:
@@ -74,10 +76,18 @@ def machine() -> str:
     isa = torch.backends.cpu.get_cpu_capability()
     onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "(unset)")
     bf16 = native_bfloat16()
-    cls = "fast (AVX-512 + bfloat16)" if isa.startswith("AVX512") and bf16 else "slow"
+    flags = next((ln for ln in lines if ln.startswith("flags")), "").split()
+    if isa.startswith("AVX512") and bf16:
+        cls = "fast (AVX-512 + bfloat16)"
+    elif isa.startswith("AVX512"):
+        cls = "AVX-512 without bfloat16 (between the two classes)"
+    else:
+        cls = "slow (AVX2)"
+    vnni = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
     return (
         f"CPU {model}, ATen ISA {isa}, ONEDNN_MAX_CPU_ISA={onednn}, "
-        f"native bfloat16 {'yes' if bf16 else 'no'}: class {cls}"
+        f"native bfloat16 {'yes' if bf16 else 'no'}, int8 VNNI {'/'.join(vnni) or 'no'}: "
+        f"class {cls}"
     )
 
 

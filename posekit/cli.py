@@ -1,4 +1,5 @@
-"""The ``posekit`` command line: ``train``, ``eval``, ``predict``, ``check-data``, ``synth``, ``schema``.
+"""The ``posekit`` command line: ``train``, ``eval``, ``predict``, ``export``, ``check-data``,
+``synth``, ``schema``.
 
 The CLI only parses arguments, calls the library and prints results; errors for bad input are
 ``posekit.errors.PosekitError`` s, printed as one line with exit code 2 (``check-data``: 1 when the
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from posekit import __version__
+from posekit.cli_export import add_export_parser
 from posekit.cli_infer import add_eval_parser, add_predict_parser
 from posekit.errors import PosekitError
 from posekit.schema import KeypointSchema
@@ -212,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_predict_parser(sub)
     add_eval_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

@@ -20,6 +20,7 @@ from posekit.errors import ConfigError
 if TYPE_CHECKING:
     from posekit.data.coco import ImageRecord
     from posekit.media import Frame, FrameSource, PredictionWriter
+    from posekit.models.exported import ExportedModel
     from posekit.models.loading import LoadedModel
     from posekit.structures import Pose
 
@@ -40,8 +41,9 @@ def _passive_openmp() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _load_model(args: argparse.Namespace) -> LoadedModel:
-    """``LoadedModel`` of ``--checkpoint`` or ``--model`` (``--random-weights``, ``--schema``)."""
+def _load_model(args: argparse.Namespace) -> LoadedModel | ExportedModel:
+    """The model of ``--checkpoint`` (a checkpoint or an exported file) or ``--model``
+    (``--random-weights``, ``--schema``)."""
     from posekit.models.loading import load_model
 
     random_weights = getattr(args, "random_weights", False)
@@ -82,12 +84,46 @@ def _box_flags(args: argparse.Namespace) -> list[str]:
     return [flag for flag, value in given if value]  # fmt: skip
 
 
-def _predictor(args: argparse.Namespace, loaded: LoadedModel) -> Any:
+def _runtime_options(args: argparse.Namespace, loaded: Any) -> dict[str, Any]:
+    """Where the network runs: ``--backend`` (default: torch for checkpoints, ONNX Runtime for
+    ``.onnx`` files) with its settings; torch is imported only for the torch backend."""
+    from posekit.models.exported import ExportedModel
+
+    exported = isinstance(loaded, ExportedModel)
+    backend = args.backend or ("onnxruntime" if exported and not loaded.is_torchscript
+                               else "torch")  # fmt: skip
+    if backend == "torch" and not (exported and loaded.is_torchscript):
+        if args.spinning is not None or args.optimization is not None:
+            raise ConfigError("--spinning / --optimization are ONNX Runtime settings "
+                              "(--backend onnxruntime)")  # fmt: skip
+        if exported:
+            raise ConfigError(f"{loaded.source} is an ONNX file: use --backend onnxruntime "
+                              f"or openvino")  # fmt: skip
+        precision = "bfloat16" if args.bf16 else "float32"
+        return {"device": _device(args), "precision": precision}
+    if args.bf16:
+        raise ConfigError(f"--bf16 is a torch setting; --backend {backend} runs float32 (or an "
+                          f"int8 export)")  # fmt: skip
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    settings: dict[str, Any] = {}
+    if backend == "torch":  # a TorchScript file
+        settings["device"] = _device(args)
+    else:
+        settings["threads"] = args.threads
+        if backend == "onnxruntime":
+            settings["spinning"] = {None: None, "on": True, "off": False}[args.spinning]
+            settings["optimization"] = args.optimization or "all"
+        elif args.spinning is not None or args.optimization is not None:
+            raise ConfigError("--spinning / --optimization are ONNX Runtime settings")
+    return {"backend": backend, "runtime_settings": settings}
+
+
+def _predictor(args: argparse.Namespace, loaded: Any) -> Any:
     """The loaded model's predictor: bottom-up with ``--height --scales --flip``; top-down with
     ``--flip --padding --nms``, wrapped with its box source unless the boxes are the ground
     truth's (``eval --gt-boxes``: the bare ``TopDownPredictor``)."""
-    device = _device(args)
-    precision = "bfloat16" if args.bf16 else "float32"
+    runtime = _runtime_options(args, loaded)
     boxes = _box_flags(args)
     if loaded.family != "topdown":
         if boxes:
@@ -97,8 +133,7 @@ def _predictor(args: argparse.Namespace, loaded: LoadedModel) -> Any:
             input_height=args.height or loaded.input_height,
             scales=args.scales or (1.0,),
             flip=args.flip,
-            device=device,
-            precision=precision,
+            **runtime,
         )
     if args.height is not None or args.scales is not None:
         raise ConfigError(
@@ -117,17 +152,16 @@ def _predictor(args: argparse.Namespace, loaded: LoadedModel) -> Any:
         flip=args.flip,
         padding=args.padding,
         nms_threshold=args.nms if args.nms > 0 else None,
-        device=device,
-        precision=precision,
+        **runtime,
     )
     if boxes == ["--gt-boxes"]:
         return topdown
     from posekit.inference.boxes import BoxedPredictor
 
-    return BoxedPredictor(topdown, _box_source(args, device, precision))
+    return BoxedPredictor(topdown, _box_source(args))
 
 
-def _box_source(args: argparse.Namespace, device: str, precision: str) -> Any:
+def _box_source(args: argparse.Namespace) -> Any:
     """The box source of ``--boxes`` / ``--proposals`` / ``--whole-image``."""
     from posekit.inference import boxes
 
@@ -144,7 +178,7 @@ def _box_source(args: argparse.Namespace, device: str, precision: str) -> Any:
             f"--proposals {args.proposals}: a {proposer.family} model; proposals come from a "
             "bottom-up model (it finds the people)"
         )
-    bottomup = proposer.predictor(device=device, precision=precision)
+    bottomup = proposer.predictor(**_runtime_options(args, proposer))
     return boxes.ProposalBoxes(bottomup, min_score=args.box_threshold, merge=not args.no_merge)
 
 
@@ -341,12 +375,35 @@ def _add_inference_args(p: argparse.ArgumentParser, *, gt_boxes: bool = False) -
     """Model choice and Predictor options shared by predict and eval."""
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="published model / weights name, e.g. lwop_mobilenet")
-    which.add_argument("--checkpoint", help="posekit or official Lightweight OpenPose checkpoint")
+    which.add_argument(
+        "--checkpoint",
+        help="posekit checkpoint, official Lightweight OpenPose checkpoint, or a file written by "
+        "posekit export (.onnx / TorchScript)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime", "openvino"),
+        help="where the network runs (default: torch for checkpoints, onnxruntime for .onnx "
+        "files; a checkpoint with onnxruntime / openvino is exported in memory first)",
+    )
+    p.add_argument(
+        "--spinning",
+        choices=("on", "off"),
+        help="onnxruntime: idle threads spin-wait (default ONNX Runtime's: on; off is faster on "
+        "cores shared with other work)",
+    )
+    p.add_argument(
+        "--optimization",
+        choices=("disable", "basic", "extended", "all"),
+        help="onnxruntime: graph optimisation level (default all)",
+    )
     p.add_argument("--height", type=int, help="bottom-up: input height (default: the model's)")
     p.add_argument("--scales", type=float, nargs="+", help="bottom-up: e.g. 1.0 0.75 (default 1)")
     p.add_argument("--flip", action="store_true", help="average with the mirrored image")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, help="CPU threads of torch (default: all cores)")
+    p.add_argument(
+        "--threads", type=int, help="CPU threads of the backend (default: its own, all cores)"
+    )
     p.add_argument(
         "--bf16",
         action="store_true",

@@ -29,3 +29,7 @@ class WeightsDownloadError(PosekitError, OSError):
 
 class TrainingError(PosekitError, RuntimeError):
     """Training cannot go on (e.g. the loss stayed non-finite for several steps)."""
+
+
+class ExportError(PosekitError, RuntimeError):
+    """An export failed (the exporter, ``onnx.checker``, a runtime load, the parity gate)."""

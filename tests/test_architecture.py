@@ -19,7 +19,8 @@ LAYERS = (
     ("models",),
     ("tasks",),
     ("engine",),
-    ("cli", "cli_infer", "__main__"),
+    ("export", "export_parity", "quantize"),
+    ("cli", "cli_infer", "cli_export", "__main__"),
 )  # fmt: skip
 """Lowest first; ``posekit/__init__.py`` re-exports from the first layer only."""
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +25,7 @@ from posekit.inference.runtime import PRECISIONS
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TorchRuntime"]
+__all__ = ["ScriptRuntime", "TorchRuntime", "fold_conv_batchnorm"]
 
 
 class TorchRuntime:
@@ -61,7 +64,7 @@ class TorchRuntime:
             model = copy.deepcopy(model)
         self.model = model.to(self.device).eval()
         if fold_batchnorm:
-            _fold(self.model)
+            fold_conv_batchnorm(self.model)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
@@ -82,7 +85,32 @@ class TorchRuntime:
         return tuple(o.float().cpu().numpy() for o in outputs)
 
 
-def _fold(model: nn.Module) -> None:
+class ScriptRuntime:
+    """A TorchScript file written by ``posekit export --format torchscript`` as a ``Runtime``.
+
+    Args:
+        path: the file; it returns the flat tuple of ``info.outputs``.
+        info: its metadata (``models.exported.ExportInfo``): which outputs the predictor reads.
+        device: torch device.
+    """
+
+    def __init__(self, path: str | Path, info: Any, *, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        with warnings.catch_warnings():  # TorchScript's deprecation: docs/deploy.md says it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.module = torch.jit.load(str(path), map_location=self.device).eval()
+        names = [o.name for o in info.outputs]
+        self.indices = [names.index(n) for n in info.used_outputs]
+
+    @torch.inference_mode()
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(B, H, W, 3) float32 -> the outputs the predictor reads, float32 (B, C, ...)."""
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous().to(self.device)
+        outputs = self.module(x)
+        return tuple(outputs[i].float().cpu().numpy() for i in self.indices)
+
+
+def fold_conv_batchnorm(model: nn.Module) -> None:
     """Fold, in place, every ``BatchNorm2d`` that follows a ``Conv2d`` in an ``nn.Sequential``
     into that conv (``torch.nn.utils.fusion``; exact for an eval-mode model); the BatchNorm
     becomes an ``Identity``."""

@@ -8,6 +8,9 @@
 - a **published file in its authors' layout** (``zoo.from_published_file``: the official
   Lightweight OpenPose training checkpoint, read as ``lwop_mobilenet`` with schema
   ``openpose18`` and as many refinement stages as its keys hold);
+- an **exported file** (``posekit export``: ONNX, or TorchScript with posekit metadata): an
+  ``models.exported.ExportedModel``, read without importing torch, whose predictor runs the
+  file in ONNX Runtime / OpenVINO (TorchScript: libtorch);
 - a **published name** (``load_model(weights="lwop_mobilenet")``, a ``zoo.MODELS`` or
   ``zoo.WEIGHTS`` name): the zoo's published weights, downloaded once into the cache
   (``models.weights.download_weights``), or random weights with ``random_weights=True``.
@@ -22,19 +25,21 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from posekit.codecs import codec_from_dict
 from posekit.codecs.base import Codec
 from posekit.errors import CheckpointError, ConfigError
 from posekit.inference import create_predictor
-from posekit.models import zoo
+from posekit.models.exported import BACKENDS, ExportedModel, is_exported_file, load_exported
 from posekit.models.record import FORMAT, ModelRecord, load_checkpoint
-from posekit.models.weights import WeightsInfo
 from posekit.schema import KeypointSchema
 from posekit.structures import InputSpec
+
+if TYPE_CHECKING:  # torch and the zoo load when a torch model is built, not for exported files
+    from torch import nn
+
+    from posekit.models.weights import WeightsInfo
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +88,57 @@ class LoadedModel:
         """The input height its authors / training used (the predictor's default)."""
         return self.record.input_spec.height
 
-    def predictor(self, **options: Any) -> Any:
-        """The predictor of its family (``inference.create_predictor``), e.g. ``flip=True``."""
-        return create_predictor(self.model, self.codec, self.input_spec, **options)
+    def predictor(
+        self,
+        *,
+        backend: str = "torch",
+        runtime_settings: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """The predictor of its family (``inference.create_predictor``), e.g. ``flip=True``.
+
+        ``backend="onnxruntime"`` / ``"openvino"`` runs the network exported in memory
+        (``models.graph_export.onnx_bytes``, dynamic input; for OpenVINO a temporary file) with the same
+        preprocessing and decoding; ``runtime_settings`` are that backend's (``threads``, ...).
+        ``posekit export`` writes the file once and checks it (parity gate).
+        """
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; known: {BACKENDS}")
+        if backend == "torch":
+            if runtime_settings:
+                raise ConfigError(f"runtime settings {sorted(runtime_settings)} are for the "
+                                  f"onnxruntime / openvino backends")  # fmt: skip
+            return create_predictor(self.model, self.codec, self.input_spec, **options)
+        import time
+
+        from posekit.models.graph_export import onnx_bytes
+
+        start = time.perf_counter()
+        data, info = onnx_bytes(self)
+        logger.info("%s exported to ONNX in memory for %s (%.1f s; `posekit export` writes it "
+                    "once)", self.source, backend, time.perf_counter() - start)  # fmt: skip
+        settings = dict(runtime_settings or {})
+        if backend == "onnxruntime":
+            from posekit.inference.onnx_runtime import OnnxRuntime
+
+            runtime: Any = OnnxRuntime(data, info.input.name, info.used_outputs, **settings)
+        else:
+            runtime = _openvino_from_bytes(data, info, settings)
+        from posekit.inference import PREDICTORS
+
+        return PREDICTORS[self.family](runtime, self.codec, self.input_spec, **options)
+
+
+def _openvino_from_bytes(data: bytes, info: Any, settings: dict[str, Any]) -> Any:
+    """An OpenVINO runtime of an in-memory ONNX graph (compiled from a temporary file)."""
+    import tempfile
+
+    from posekit.inference.onnx_runtime import OpenVinoRuntime
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        path.write_bytes(data)
+        return OpenVinoRuntime(path, info.used_outputs, **settings)
 
 
 def load_model(
@@ -96,11 +149,12 @@ def load_model(
     schema: KeypointSchema | str | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
-) -> LoadedModel:
+) -> LoadedModel | ExportedModel:
     """Load a model from a checkpoint file or by published name (exactly one of the two).
 
     Args:
-        checkpoint: a posekit checkpoint or an official Lightweight OpenPose checkpoint file.
+        checkpoint: a posekit checkpoint, an official Lightweight OpenPose checkpoint file, or
+            a file written by ``posekit export`` (then an ``ExportedModel``, torch not imported).
         weights: a zoo model name (``lwop_mobilenet``: its published weights) or a weights name
             (``lwop_mobilenet_coco``).
         random_weights: with ``weights``: build the model without loading weights (smoke tests,
@@ -122,12 +176,16 @@ def load_model(
             raise ConfigError(
                 "random_weights and schema go with a published model name, not a checkpoint"
             )
+        if is_exported_file(checkpoint):
+            return load_exported(checkpoint)
         return _from_file(Path(checkpoint))
     return _from_name(str(weights), random_weights, schema, cache_dir, progress)
 
 
 # ---------------------------------------------------------------------- files
 def _from_file(path: Path) -> LoadedModel:
+    from posekit.models import zoo
+
     obj = load_checkpoint(path)
     if obj.get("format") == FORMAT:
         return _from_posekit(path, obj)
@@ -143,6 +201,8 @@ def _from_file(path: Path) -> LoadedModel:
 
 
 def _from_posekit(path: Path, obj: Mapping[str, Any]) -> LoadedModel:
+    from posekit.models import zoo
+
     record = ModelRecord.from_checkpoint(obj, str(path))
     try:
         model = zoo.build_model(record.model_name, codec=record.codec, **dict(record.model_options))
@@ -153,6 +213,8 @@ def _from_posekit(path: Path, obj: Mapping[str, Any]) -> LoadedModel:
 
 
 def _published_record(info: WeightsInfo, model: nn.Module) -> ModelRecord:
+    from posekit.models import zoo
+
     entry = zoo.MODELS[info.model]
     return ModelRecord(
         family=entry.family,
@@ -172,6 +234,8 @@ def _from_name(
     cache_dir: str | Path | None,
     progress: bool,
 ) -> LoadedModel:
+    from posekit.models import zoo
+
     if name in zoo.WEIGHTS:
         info = zoo.WEIGHTS[name]
     elif name in zoo.MODELS:

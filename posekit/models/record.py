@@ -25,10 +25,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from posekit import __version__
 from posekit.codecs import codec_from_dict
@@ -37,6 +36,9 @@ from posekit.errors import CheckpointError, ConfigError, PosekitError
 from posekit.schema import KeypointSchema
 from posekit.structures import InputSpec
 
+if TYPE_CHECKING:
+    import torch
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["FORMAT", "ModelRecord", "load_checkpoint"]
@@ -44,7 +46,7 @@ __all__ = ["FORMAT", "ModelRecord", "load_checkpoint"]
 FORMAT = "posekit-checkpoint"
 """The ``format`` entry of every posekit checkpoint."""
 
-_REQUIRED = ("model_name", "schema", "codec", "model")
+_RECORD_KEYS = ("model_name", "schema", "codec")
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,18 @@ class ModelRecord:
         Raises:
             CheckpointError: an entry is missing or invalid (the message names it).
         """
-        missing = [k for k in _REQUIRED if k not in obj]
-        if missing:
-            raise CheckpointError(f"posekit checkpoint {where} lacks the entries {missing}")
+        _check_entries(obj, (*_RECORD_KEYS, "model"), f"posekit checkpoint {where}")
+        return cls.from_dict(obj, where)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any], where: str) -> ModelRecord:
+        """A record from the entries ``to_dict`` writes (a checkpoint's, an exported file's
+        metadata; no weights needed); ``where`` names the source in errors.
+
+        Raises:
+            CheckpointError: an entry is missing or invalid (the message names it).
+        """
+        _check_entries(obj, _RECORD_KEYS, where)
         try:
             schema = KeypointSchema.from_dict(obj["schema"], where=f"checkpoint {where}")
             codec = codec_from_dict(schema, obj["codec"])
@@ -128,6 +139,12 @@ class ModelRecord:
             raise CheckpointError(f"checkpoint {where}: invalid model record: {exc}") from None
 
 
+def _check_entries(obj: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise CheckpointError(f"{where} lacks the entries {missing}")
+
+
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint with ``torch.load(weights_only=True)``; CheckpointError names the file.
 
@@ -135,6 +152,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     arrays) is read again, still weights-only, allowing exactly what NumPy's arrays and scalars
     are rebuilt from (``_numpy_globals``); any other pickled object is still refused.
     """
+    import torch  # here, so that records (exported files' metadata) are read without torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
