@@ -64,6 +64,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     schema = KeypointSchema.load(args.schema)
     out = Path(args.out)
+    if args.video:
+        return _synth_clips(args, schema, out)
     size = (args.size, args.size)
     for split, count, seed in (
         ("train", args.images, args.seed),
@@ -78,6 +80,21 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         print(f"{split}: {count} images -> {path}")
     schema.to_yaml(out / "schema.yaml")
     print(f"schema -> {out / 'schema.yaml'}")
+    return 0
+
+
+def _synth_clips(args: argparse.Namespace, schema: KeypointSchema, out: Path) -> int:
+    """``posekit synth --video``: clips of walking, crossing figures with their track ids."""
+    from posekit.data.synth_video import ClipConfig, write_clips
+
+    config = ClipConfig(num_clips=args.clips, frames=args.frames, fps=args.fps,
+                        image_size=tuple(args.clip_size), seed=args.seed,
+                        part_colors=args.part_colors)  # fmt: skip
+    path = write_clips(out, schema, config)
+    print(f"{args.clips} clips of {args.frames} frames ({config.image_size[0]}x"
+          f"{config.image_size[1]}, {args.fps:g} fps) -> {out / 'videos'}, frames in "
+          f"{out / 'images'}, annotations with track ids -> {path}")  # fmt: skip
+    schema.to_yaml(out / "schema.yaml")
     return 0
 
 
@@ -182,6 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one color per limb type (as posekit train's default synthetic data)",
     )
+    clips = p.add_argument_group("video clips (--video)")
+    clips.add_argument(
+        "--video",
+        action="store_true",
+        help="write clips of figures that walk, cross and occlude each other, with track ids "
+        "(PoseTrack-style JSON: video_id, frame_id, track_id)",
+    )
+    clips.add_argument("--clips", type=int, default=4, help="number of clips (default 4)")
+    clips.add_argument("--frames", type=int, default=60, help="frames per clip (default 60)")
+    clips.add_argument("--fps", type=float, default=15.0, help="frame rate (default 15)")
+    clips.add_argument("--clip-size", type=int, nargs=2, default=[320, 240], metavar=("W", "H"),
+                       help="frame size (default 320 240)")  # fmt: skip
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("train", help="train a model (synthetic data by default)")

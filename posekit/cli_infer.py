@@ -202,10 +202,39 @@ def _frames_predict(predictor: Any) -> Callable[[list[Frame]], list[list[Pose]]]
     return lambda frames: predictor.predict_batch([f.image for f in frames])
 
 
+def _tracking(args: argparse.Namespace, source: FrameSource, schema: Any) -> Any:
+    """``(frame, poses) -> poses`` with ids (``--track`` / ``--tracker``) and One-Euro smoothing
+    (``--smooth``), timestamps from the frame index and the source's frame rate; None without
+    ``--track``."""
+    if not (args.track or args.smooth):
+        return None
+    if not source.is_video:
+        raise ConfigError(f"--track / --smooth follow people through a video or a webcam; "
+                          f"{source.path} is {source.kind}")  # fmt: skip
+    from posekit.media import DEFAULT_FPS
+    from posekit.tracking import PoseSmoother, PoseTracker, TrackerConfig
+
+    tracker = PoseTracker(schema, TrackerConfig(mode=args.tracker))
+    smoother = PoseSmoother() if args.smooth else None
+    fps = source.fps or DEFAULT_FPS
+
+    def track(frame: Frame, poses: list[Pose]) -> list[Pose]:
+        timestamp = frame.index / fps
+        tracked = tracker.update(poses, timestamp)
+        return smoother.update(tracked, timestamp) if smoother is not None else tracked
+
+    return track
+
+
 def _predict_frames(
-    source: FrameSource, predictor: Any, writer: PredictionWriter, batch_size: int | None
+    source: FrameSource,
+    predictor: Any,
+    writer: PredictionWriter,
+    batch_size: int | None,
+    track: Callable[[Frame, list[Pose]], list[Pose]] | None = None,
 ) -> None:
-    """Predict, write and show every frame of ``source``; Ctrl-C ends a webcam run normally."""
+    """Predict, (track,) write and show every frame of ``source`` in order; Ctrl-C ends a
+    webcam run normally."""
     from tqdm import tqdm
 
     from posekit.media import prefetch
@@ -217,6 +246,8 @@ def _predict_frames(
         with writer, tqdm(total=source.total, unit=unit, disable=source.kind == "image") as bar:
             for batch in _batches(prefetch(source), size):
                 poses = predict(batch)
+                if track is not None:
+                    poses = [track(f, p) for f, p in zip(batch, poses, strict=True)]
                 bar.update(len(batch))
                 if not all([writer.write(f, p) for f, p in zip(batch, poses, strict=True)]):
                     return  # the window was closed
@@ -255,8 +286,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             display=display,
             threshold=args.threshold,
         )
+        track = _tracking(args, source, loaded.schema)
         start = time.perf_counter()  # frames/s without the model loading
-        _predict_frames(source, predictor, writer, args.batch_size)
+        _predict_frames(source, predictor, writer, args.batch_size, track)
     finally:
         source.close()
     _check_boxes(predictor)
@@ -464,6 +496,24 @@ def add_predict_parser(sub: Any) -> None:
     )
     p.add_argument("--random-weights", action="store_true", help="with --model: untrained")
     p.add_argument("--schema", help="with --random-weights: built-in schema name or YAML")
+    video = p.add_argument_group("video and webcam")
+    video.add_argument(
+        "--track",
+        action="store_true",
+        help="give every person an id kept across frames (drawn, and track_id in the JSON)",
+    )
+    video.add_argument(
+        "--tracker",
+        choices=("oks", "greedy"),
+        default="oks",
+        help="oks (default: OKS + optimal assignment, tracks survive missed frames) or greedy "
+        "(Lightweight OpenPose demo's previous-frame matching)",
+    )
+    video.add_argument(
+        "--smooth",
+        action="store_true",
+        help="One-Euro smoothing of each tracked person's keypoints (implies --track)",
+    )
     p.set_defaults(func=_cmd_predict)
 
 

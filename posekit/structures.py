@@ -20,11 +20,13 @@ class Pose:
             pixels), and a score in [0, 1]; keypoints that were not found have score 0.
         score: instance confidence in [0, 1].
         bbox: (4,) float32 xyxy box around the found keypoints, same frame as ``keypoints``.
+        track_id: identity across video frames, set by ``posekit.tracking``; None outside tracking.
     """
 
     keypoints: np.ndarray
     score: float
     bbox: np.ndarray
+    track_id: int | None = None
 
     @property
     def num_found(self) -> int:

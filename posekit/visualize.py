@@ -17,7 +17,7 @@ def draw_poses(
     schema: KeypointSchema,
     *,
     threshold: float = 0.0,
-    ids: Sequence[int] | None = None,
+    ids: Sequence[int | None] | None = None,
     thickness: int | None = None,
 ) -> np.ndarray:
     """Draw instances on a copy of an image.
@@ -29,13 +29,17 @@ def draw_poses(
             a limb when both ends are.
         schema: gives the limbs and colors.
         threshold: minimum score / visibility to draw.
-        ids: optional instance ids written next to each instance.
+        ids: optional instance ids written next to each instance (None: no label); default the
+            poses' ``track_id`` when any pose has one.
         thickness: line width in pixels; default scales with the image size.
 
     Returns:
         (H, W, 3) uint8, the drawn copy.
     """
     out = np.ascontiguousarray(image_bgr).copy()
+    if ids is None and not isinstance(keypoints, np.ndarray):
+        tracked = [getattr(p, "track_id", None) for p in keypoints]
+        ids = tracked if any(t is not None for t in tracked) else None
     if not isinstance(keypoints, np.ndarray):
         keypoints = [p.keypoints if isinstance(p, Pose) else p for p in keypoints]
     kpts = np.asarray(keypoints, dtype=np.float32).reshape(-1, schema.num_keypoints, 3)
@@ -59,7 +63,7 @@ def draw_poses(
             cv2.circle(
                 out, tuple(map(int, pts[n, k])), radius, schema.keypoint_colors[k], -1, cv2.LINE_AA
             )
-        if ids is not None and shown[n].any():
+        if ids is not None and ids[n] is not None and shown[n].any():
             x, y = pts[n][shown[n]].min(axis=0)
             cv2.putText(
                 out,

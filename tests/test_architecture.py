@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "posekit"
 LAYERS = (
     ("errors", "schema_names", "schema_skeleton", "schema", "schemas", "structures", "geometry",
      "oks", "devices", "visualize"),
-    ("data", "config", "media"),
+    ("data", "config", "media", "tracking"),
     ("codecs",),
     ("inference",),
     ("models",),

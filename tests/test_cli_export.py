@@ -63,7 +63,7 @@ def test_predict_with_onnxruntime_matches_torch(exported, checkpoint, coco_val, 
     assert _poses(tmp_path / "mem.json") == torch_poses
 
 
-def test_predict_an_onnx_file_without_torch(exported, coco_val, tmp_path):
+def test_predict_and_eval_an_onnx_file_without_torch(exported, coco_val, subset, tmp_path):
     """A process where ``import torch`` fails runs the exported file (a torch-free install)."""
     blocker = tmp_path / "no_torch"
     (blocker / "torch").mkdir(parents=True)
@@ -74,6 +74,8 @@ def test_predict_an_onnx_file_without_torch(exported, coco_val, tmp_path):
         "import sys; from posekit.cli import main; "
         f"rc = main(['predict', {str(image)!r}, '--checkpoint', {str(exported)!r}, "
         f"'--json', {str(tmp_path / 'r.json')!r}, '--height', '128']); "
+        f"rc += main(['eval', '--checkpoint', {str(exported)!r}, '--ann', {str(subset[0])!r}, "
+        f"'--images', {str(subset[1])!r}, '--height', '128']); "
         "assert 'torch' not in sys.modules or sys.modules['torch'] is None; sys.exit(rc)"
     )
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
@@ -81,6 +83,7 @@ def test_predict_an_onnx_file_without_torch(exported, coco_val, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "torch is blocked" not in run.stderr
     assert len(json.loads((tmp_path / "r.json").read_text())) > 0
+    assert "3 images" in run.stdout and "AP" in run.stdout  # the eval table
 
 
 def test_eval_with_onnxruntime_gives_the_torch_ap(exported, checkpoint, subset, capsys):

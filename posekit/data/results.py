@@ -49,6 +49,8 @@ def poses_to_coco_results(
         schema: the poses' schema; virtual keypoints are dropped.
         keypoint_names: keypoint order of the ground-truth file; default the schema's real order.
         category_id: written into every entry.
+
+    A pose with a ``track_id`` (video tracking) carries it as the entry's ``track_id``.
     """
     index = file_index(schema, keypoint_names)
     real = list(schema.real_indices)
@@ -57,14 +59,15 @@ def poses_to_coco_results(
         for pose in poses:
             kpts = np.zeros((len(index), 3), dtype=np.float64)
             kpts[index] = np.asarray(pose.keypoints, dtype=np.float64)[real]
-            out.append(
-                {
-                    "image_id": int(image_id),
-                    "category_id": int(category_id),
-                    "keypoints": [round(float(v), 3) for v in kpts.ravel()],
-                    "score": round(float(pose.score), 6),
-                }
-            )
+            entry = {
+                "image_id": int(image_id),
+                "category_id": int(category_id),
+                "keypoints": [round(float(v), 3) for v in kpts.ravel()],
+                "score": round(float(pose.score), 6),
+            }
+            if pose.track_id is not None:
+                entry["track_id"] = int(pose.track_id)
+            out.append(entry)
     return out
 
 

@@ -12,6 +12,9 @@ inside the image is v=1 when a later (front) figure's silhouette covers its pixe
 the image it is v=0 with x = y = 0. Only real keypoints (``schema.real_indices``) are written.
 Figures without any visible pixel are not annotated; figures with visible pixels are kept even with
 ``num_keypoints == 0`` (loaders turn those into ignore regions), so no drawn figure goes unlabeled.
+
+The steps of one figure (``figure_keypoints``, ``figure_widths``, ``paint_figure``, ``annotate``),
+the background, the config checks and the file writers are shared with ``data.synth_video``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from posekit.data.synth_figures import (
     HIDDEN_JITTER,
     ONE,
     Drawn,
+    Template,
     draw_figure,
     figure_colors,
     part_palette,
@@ -129,24 +133,41 @@ class SynthConfig:
     part_colors: bool = False
 
     def __post_init__(self) -> None:
-        for key in _BOOL_KEYS:
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(f"{key}: expected true or false, got {getattr(self, key)!r}")
-        for key, (low, high) in _BOUNDS.items():
-            value, integer = getattr(self, key), key in _INTEGER_KEYS
-            if key not in _PAIR_KEYS:
-                _checked(key, value, low, high, integer)
-                continue
-            if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
-                raise ConfigError(f"{key}: expected a pair (a, b), got {value!r}")
-            pair = tuple(_checked(key, v, low, high, integer) for v in value)
-            if key != "image_size" and pair[0] > pair[1]:
-                raise ConfigError(f"{key}: expected a <= b, got {value!r}")
-            object.__setattr__(self, key, pair)
+        validate_fields(self, _BOUNDS, integer=_INTEGER_KEYS, pairs=_PAIR_KEYS, bools=_BOOL_KEYS)
         if self.min_instances > self.max_instances:
             raise ConfigError(
                 f"min_instances ({self.min_instances}) > max_instances ({self.max_instances})"
             )
+
+
+def validate_fields(
+    config: Any,
+    bounds: dict[str, tuple[float, float]],
+    *,
+    integer: Sequence[str] = (),
+    pairs: Sequence[str] = (),
+    bools: Sequence[str] = (),
+) -> None:
+    """Check the fields of a frozen config in place (ConfigError names the key).
+
+    ``bools`` must be true or false; every key of ``bounds`` is a number in its inclusive
+    ``(low, high)`` (an integer when in ``integer``), or for ``pairs`` a pair of them, stored back
+    as a tuple; pairs other than ``image_size`` must be ordered (a <= b).
+    """
+    for key in bools:
+        if not isinstance(getattr(config, key), bool):
+            raise ConfigError(f"{key}: expected true or false, got {getattr(config, key)!r}")
+    for key, (low, high) in bounds.items():
+        value, whole = getattr(config, key), key in integer
+        if key not in pairs:
+            _checked(key, value, low, high, whole)
+            continue
+        if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
+            raise ConfigError(f"{key}: expected a pair (a, b), got {value!r}")
+        pair = tuple(_checked(key, v, low, high, whole) for v in value)
+        if key != "image_size" and pair[0] > pair[1]:
+            raise ConfigError(f"{key}: expected a <= b, got {value!r}")
+        object.__setattr__(config, key, pair)
 
 
 def _checked(key: str, value: Any, low: float, high: float, integer: bool) -> float:
@@ -185,15 +206,16 @@ class SynthInstance:
         return int(np.count_nonzero(self.keypoints[:, 2] > 0))
 
 
-def _background(rng: np.random.Generator, config: SynthConfig) -> np.ndarray:
-    """(H, W, 3) uint8: a color gradient, smooth noise blobs and distractor shapes."""
-    w, h = config.image_size
+def background(rng: np.random.Generator, image_size: tuple[int, int], clutter: int) -> np.ndarray:
+    """(H, W, 3) uint8: a color gradient, smooth noise blobs and up to ``clutter`` distractor
+    shapes (lines, ellipses, boxes); (W, H) = ``image_size``."""
+    w, h = image_size
     c0, c1 = rng.uniform(0, 255, (2, 3)).astype(np.float32)
     grad = ramp(rng, h, w)
     grad = (grad - grad.min()) / max(float(np.ptp(grad)), 1.0)
     blobs = smooth_noise(rng, h, w, 3) * rng.uniform(10, 45)
     image = np.clip(c0 + grad[..., None] * (c1 - c0) + blobs, 0, 255).astype(np.uint8)
-    for _ in range(int(rng.integers(0, config.clutter + 1))):
+    for _ in range(int(rng.integers(0, clutter + 1))):
         color = rng.integers(0, 256, 3).tolist()
         (x0, y0), (x1, y1) = (rng.uniform(-0.1, 1.1, (2, 2)) * (w, h)).astype(int).tolist()
         kind, thick = int(rng.integers(3)), int(rng.integers(1, 7))
@@ -228,6 +250,107 @@ def _place(
     return center
 
 
+@dataclass(frozen=True, eq=False)
+class FigureStyle:
+    """How one figure is drawn (``draw_figure``'s arguments besides its keypoints).
+
+    Attributes:
+        unit: pixels per figure unit (about one limb).
+        thickness: (L,) limb thickness in pixels.
+        radius: (K,) joint disc radius in pixels.
+        colors: (L + 1, 3) BGR per limb, then the body of limbless keypoints.
+        joint: (3,) BGR of the joint discs.
+    """
+
+    unit: float
+    thickness: np.ndarray
+    radius: np.ndarray
+    colors: np.ndarray
+    joint: np.ndarray
+
+
+def figure_keypoints(
+    schema: KeypointSchema,
+    tpl: Template,
+    unit: float,
+    angle: np.ndarray,
+    length: np.ndarray,
+    turn: float,
+) -> np.ndarray:
+    """(K, 2) float64 keypoints in pixels, first root at the origin, virtual ones at the mean of
+    their sources; ``angle`` (K,) radians and ``length`` (K,) figure units per link, ``turn`` the
+    rotation of the whole figure (radians)."""
+    pos = unit * pose(tpl.ancestors, angle, length, turn)
+    for idx, sources in schema.virtual_sources:
+        pos[idx] = pos[list(sources)].mean(axis=0)
+    return pos
+
+
+def figure_widths(
+    rng: np.random.Generator, tpl: Template, num_limbs: int, unit: float, thickness_range: Any
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Limb thickness (L,) and joint radius (K,) in pixels of a figure of ``unit`` px, and the
+    margin: how many pixels the drawing reaches beyond its keypoints."""
+    t0 = unit * rng.uniform(*thickness_range)
+    thickness = np.maximum(t0 * rng.uniform(0.6, 1.3, num_limbs), 2.0)
+    radius = np.full(len(tpl.angle), max(0.45 * t0, 2.0))  # >= 2 px: covers the keypoint's pixel
+    radius[tpl.limbless] = max(0.6 * t0, 2.5)
+    margin = max(float(thickness.max(initial=0.0)), float(radius.max())) + 2.0
+    return thickness, radius, margin
+
+
+def paint_figure(
+    image: np.ndarray,
+    id_map: np.ndarray,
+    ident: int,
+    pos: np.ndarray,
+    corner: np.ndarray,
+    canvas_size: tuple[int, int],
+    schema: KeypointSchema,
+    tpl: Template,
+    style: FigureStyle,
+    rng: np.random.Generator,
+) -> Drawn:
+    """Draw a figure over ``image`` (H, W, 3) and mark its pixels in ``id_map`` (H, W) as ``ident``.
+
+    The figure is drawn on its own canvas of ``canvas_size`` (W, H) px whose top-left pixel is
+    ``corner`` (2,) int image px (the canvas may reach outside the image; its texture follows the
+    canvas). ``pos`` (K, 2) are its keypoints in image px. Returns the figure as drawn inside the
+    image (its mask is empty when the canvas lies outside).
+    """
+    h, w = id_map.shape
+    lo = np.clip(corner, 0, [w, h])
+    hi = np.clip(corner + np.asarray(canvas_size), 0, [w, h])
+    canvas = np.zeros((canvas_size[1], canvas_size[0], 3), dtype=np.uint8)
+    canvas = draw_figure(
+        canvas,
+        (pos - corner) * ONE,
+        schema.limbs,
+        tpl,
+        style.thickness,
+        style.radius,
+        style.colors,
+        style.joint,
+        rng,
+        style.unit,
+    )
+    (x0, y0), (x1, y1) = lo - corner, hi - corner
+    canvas = canvas[y0:y1, x0:x1]
+    mask = (canvas[..., 0] | canvas[..., 1] | canvas[..., 2]) > 0  # faster than any(axis=2)
+    image[lo[1] : hi[1], lo[0] : hi[0]][mask] = canvas[mask]
+    id_map[lo[1] : hi[1], lo[0] : hi[0]][mask] = ident
+    joint = (int(style.joint[0]), int(style.joint[1]), int(style.joint[2]))
+    return Drawn(pos[list(schema.real_indices)], mask, lo, joint)
+
+
+def pixel_noise(rng: np.random.Generator, image: np.ndarray, std: float) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 plus Gaussian noise of ``std`` (the image itself when 0)."""
+    if std <= 0:
+        return image
+    noise = rng.standard_normal(image.shape, dtype=np.float32) * std
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
 def generate_image(
     schema: KeypointSchema, rng: np.random.Generator, config: SynthConfig
 ) -> tuple[np.ndarray, list[SynthInstance]]:
@@ -243,7 +366,7 @@ def generate_image(
     jitter = np.where(tpl.hidden, HIDDEN_JITTER, 1.0)
     n_limbs = len(schema.limbs)
     palette = part_palette(schema) if config.part_colors else None
-    image = _background(rng, config)
+    image = background(rng, config.image_size, config.clutter)
     id_map = np.full((h, w), -1, dtype=np.int16)  # index of the front-most figure at each pixel
     figures: list[Drawn] = []
     centers: list[np.ndarray] = []
@@ -253,43 +376,35 @@ def generate_image(
         angle = tpl.angle + rng.normal(0, config.angle_jitter, k) * jitter
         length = tpl.length * np.clip(1 + rng.normal(0, config.length_jitter, k) * jitter, 0.4, 2)
         turn = tpl.upright + np.deg2rad(rng.uniform(-config.max_rotation, config.max_rotation))
-        pos = unit * pose(tpl.ancestors, angle, length, turn)
-        for idx, sources in schema.virtual_sources:
-            pos[idx] = pos[list(sources)].mean(axis=0)
+        pos = figure_keypoints(schema, tpl, unit, angle, length, turn)
         centers.append(_place(rng, config, size, centers))
         pos += centers[-1] - (pos.min(axis=0) + pos.max(axis=0)) / 2.0
-        t0 = unit * rng.uniform(*config.thickness_range)
-        thickness = np.maximum(t0 * rng.uniform(0.6, 1.3, len(schema.limbs)), 2.0)
-        radius = np.full(k, max(0.45 * t0, 2.0))  # >= 2 px: covers the keypoint's own pixel
-        radius[tpl.limbless] = max(0.6 * t0, 2.5)
-        margin = max(float(thickness.max(initial=0.0)), float(radius.max())) + 2.0
+        thickness, radius, margin = figure_widths(rng, tpl, n_limbs, unit, config.thickness_range)
         lo = np.clip(np.floor(pos.min(axis=0) - margin), 0, [w, h]).astype(int)
         hi = np.clip(np.ceil(pos.max(axis=0) + margin) + 1, 0, [w, h]).astype(int)
         if np.any(hi <= lo):
             continue  # entirely outside the image
-        region = image[lo[1] : hi[1], lo[0] : hi[0]]
-        color, joint = figure_colors(rng, region)
+        color, joint = figure_colors(rng, image[lo[1] : hi[1], lo[0] : hi[0]])
         colors = np.vstack([color[None].repeat(n_limbs, 0) if palette is None else palette, color])
-        local = (pos - lo) * ONE
-        canvas = np.zeros(region.shape, dtype=np.uint8)
-        canvas = draw_figure(
-            canvas, local, schema.limbs, tpl, thickness, radius, colors, joint, rng, unit
+        style = FigureStyle(unit, thickness, radius, colors, joint)
+        size_wh = (int(hi[0] - lo[0]), int(hi[1] - lo[1]))
+        ident = len(figures)
+        figures.append(
+            paint_figure(image, id_map, ident, pos, lo, size_wh, schema, tpl, style, rng)
         )
-        mask = (canvas[..., 0] | canvas[..., 1] | canvas[..., 2]) > 0  # faster than any(axis=2)
-        region[mask] = canvas[mask]
-        id_map[lo[1] : hi[1], lo[0] : hi[0]][mask] = len(figures)
-        joint_color = (int(joint[0]), int(joint[1]), int(joint[2]))
-        figures.append(Drawn(pos[list(schema.real_indices)], mask, lo, joint_color))
-    if config.noise_std > 0:
-        noise = rng.standard_normal(image.shape, dtype=np.float32) * config.noise_std
-        image = np.clip(image + noise, 0, 255).astype(np.uint8)
-    visible_px = np.bincount(id_map[id_map >= 0], minlength=len(figures))
-    instances = [
-        _annotate(i, figure, id_map, float(visible_px[i]))
-        for i, figure in enumerate(figures)
-        if visible_px[i] > 0
-    ]
+    image = pixel_noise(rng, image, config.noise_std)
+    instances = [inst for inst in annotate(figures, id_map) if inst is not None]
     return image, instances
+
+
+def annotate(figures: Sequence[Drawn], id_map: np.ndarray) -> list[SynthInstance | None]:
+    """Records of drawn figures (back to front), None for a figure without a visible pixel;
+    ``id_map`` (H, W) holds the index of the front figure per pixel (-1: background)."""
+    visible_px = np.bincount(id_map[id_map >= 0], minlength=len(figures))
+    return [
+        _annotate(i, figure, id_map, float(visible_px[i])) if visible_px[i] > 0 else None
+        for i, figure in enumerate(figures)
+    ]
 
 
 def _annotate(ident: int, figure: Drawn, id_map: np.ndarray, area: float) -> SynthInstance:
@@ -314,6 +429,37 @@ def _annotate(ident: int, figure: Drawn, id_map: np.ndarray, area: float) -> Syn
         bx, by, bw, bh = bbox.tolist()
         polygons = ((bx, by, bx + bw - 1, by, bx + bw - 1, by + bh - 1, bx, by + bh - 1),)
     return SynthInstance(keypoints, pos, bbox, area, polygons, figure.joint)
+
+
+def coco_annotation(inst: SynthInstance, ann_id: int, image_id: int) -> dict[str, Any]:
+    """The COCO keypoint annotation (category 1) of one figure; x, y rounded to 0.01 px."""
+    flat = inst.keypoints.astype(np.float64).round(2).tolist()
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": 1,
+        "keypoints": [v for x, y, vis in flat for v in (x, y, int(vis))],
+        "num_keypoints": inst.num_keypoints,
+        "bbox": inst.bbox.tolist(),
+        "area": inst.area,
+        "iscrowd": 0,
+        "segmentation": [list(p) for p in inst.segmentation],
+    }
+
+
+def write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
+    """Write (H, W, 3) uint8 BGR ``image`` as a JPEG of cv2 ``quality`` (1..100)."""
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"cv2 could not encode {path.name} as JPEG")
+    path.write_bytes(jpeg.tobytes())
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON through a temporary file: a reader never sees a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
 
 
 def write_dataset(
@@ -344,28 +490,14 @@ def write_dataset(
         image, instances = generate_image(
             schema, np.random.default_rng([config.seed, split_key, image_id]), config
         )
-        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality])
-        if not ok:
-            raise OSError(f"cv2 could not encode synthetic image {image_id} as JPEG")
         file_name = f"{image_id:012d}.jpg"
-        (image_dir / file_name).write_bytes(jpeg.tobytes())
+        write_jpeg(image_dir / file_name, image, config.jpeg_quality)
         w, h = config.image_size
         images.append({"id": image_id, "file_name": file_name, "width": w, "height": h})
-        for inst in instances:
-            flat = inst.keypoints.astype(np.float64).round(2).tolist()
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": 1,
-                    "keypoints": [v for x, y, vis in flat for v in (x, y, int(vis))],
-                    "num_keypoints": inst.num_keypoints,
-                    "bbox": inst.bbox.tolist(),
-                    "area": inst.area,
-                    "iscrowd": 0,
-                    "segmentation": [list(p) for p in inst.segmentation],
-                }
-            )
+        annotations += [
+            coco_annotation(inst, len(annotations) + i + 1, image_id)
+            for i, inst in enumerate(instances)
+        ]
     info = {
         "description": f"posekit synthetic keypoints ({schema.name})",
         "seed": config.seed,
@@ -379,8 +511,6 @@ def write_dataset(
         "annotations": annotations,
         "categories": [schema.coco_category(1)],
     }
-    tmp = ann_path.with_name(ann_path.name + ".tmp")
-    tmp.write_text(json.dumps(coco))
-    os.replace(tmp, ann_path)  # a reader never sees a half-written file
+    write_json(ann_path, coco)
     logger.info("wrote %d images, %d instances: %s", len(images), len(annotations), ann_path)
     return ann_path
