@@ -27,12 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from posekit import __version__
-from posekit.codecs.base import Codec
 from posekit.errors import CheckpointError, ConfigError
 from posekit.inference.runtime import FixedSizeRuntime
-from posekit.models.record import ModelRecord
-from posekit.schema import KeypointSchema
-from posekit.structures import InputSpec
+from posekit.models.record import ModelRecord, RecordView
 
 __all__ = [
     "BACKENDS",
@@ -301,7 +298,7 @@ def read_export_info(path: str | Path) -> ExportInfo:
 
 # ---------------------------------------------------------------------- the model
 @dataclass(frozen=True, eq=False)
-class ExportedModel:
+class ExportedModel(RecordView):
     """An exported file ready for inference (the exported counterpart of
     ``models.loading.LoadedModel``: same properties, ``predictor`` takes a backend).
 
@@ -322,31 +319,6 @@ class ExportedModel:
     def source(self) -> str:
         """The file, for messages."""
         return str(self.path)
-
-    @property
-    def schema(self) -> KeypointSchema:
-        """Its keypoint schema."""
-        return self.record.schema
-
-    @property
-    def codec(self) -> Codec:
-        """The codec it was trained with."""
-        return self.record.codec
-
-    @property
-    def family(self) -> str:
-        """``"bottomup"`` or ``"topdown"``."""
-        return self.record.family
-
-    @property
-    def input_spec(self) -> InputSpec:
-        """Its preprocessing."""
-        return self.record.input_spec
-
-    @property
-    def input_height(self) -> int:
-        """Default input height (bottom-up) or crop height (top-down)."""
-        return self.record.input_spec.height
 
     @property
     def is_torchscript(self) -> bool:

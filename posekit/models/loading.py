@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from posekit.codecs import codec_from_dict
-from posekit.codecs.base import Codec
 from posekit.errors import CheckpointError, ConfigError
 from posekit.inference import create_predictor
 from posekit.models.exported import BACKENDS, ExportedModel, is_exported_file, load_exported
-from posekit.models.record import FORMAT, ModelRecord, load_checkpoint
+from posekit.models.record import FORMAT, ModelRecord, RecordView, load_checkpoint
 from posekit.schema import KeypointSchema
 from posekit.structures import InputSpec
 
@@ -50,7 +49,7 @@ DEFAULT_HEIGHT = InputSpec().height
 
 
 @dataclass(frozen=True, eq=False)
-class LoadedModel:
+class LoadedModel(RecordView):
     """A model ready for inference.
 
     Attributes:
@@ -62,31 +61,6 @@ class LoadedModel:
     model: nn.Module
     record: ModelRecord
     source: str
-
-    @property
-    def schema(self) -> KeypointSchema:
-        """Its keypoint schema."""
-        return self.record.schema
-
-    @property
-    def codec(self) -> Codec:
-        """The codec it was trained with (output layout, frames, decoding)."""
-        return self.record.codec
-
-    @property
-    def family(self) -> str:
-        """``"bottomup"`` or ``"topdown"``."""
-        return self.record.family
-
-    @property
-    def input_spec(self) -> InputSpec:
-        """Its preprocessing."""
-        return self.record.input_spec
-
-    @property
-    def input_height(self) -> int:
-        """The input height its authors / training used (the predictor's default)."""
-        return self.record.input_spec.height
 
     def predictor(
         self,

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FORMAT", "ModelRecord", "load_checkpoint"]
+__all__ = ["FORMAT", "ModelRecord", "RecordView", "load_checkpoint"]
 
 FORMAT = "posekit-checkpoint"
 """The ``format`` entry of every posekit checkpoint."""
@@ -137,6 +137,39 @@ class ModelRecord:
             raise
         except (PosekitError, KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {where}: invalid model record: {exc}") from None
+
+
+class RecordView:
+    """What a ready-to-run model says through its ``record``: schema, codec, family, input spec
+    (shared by ``loading.LoadedModel`` and ``exported.ExportedModel``)."""
+
+    record: ModelRecord
+
+    @property
+    def schema(self) -> KeypointSchema:
+        """Its keypoint schema."""
+        return self.record.schema
+
+    @property
+    def codec(self) -> Codec:
+        """The codec it was trained with (output layout, frames, decoding)."""
+        return self.record.codec
+
+    @property
+    def family(self) -> str:
+        """``"bottomup"`` or ``"topdown"``."""
+        return self.record.family
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """Its preprocessing."""
+        return self.record.input_spec
+
+    @property
+    def input_height(self) -> int:
+        """The input height its authors / training used (bottom-up: the predictor's default;
+        top-down: the crop height)."""
+        return self.record.input_spec.height
 
 
 def _check_entries(obj: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
