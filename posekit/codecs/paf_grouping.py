@@ -33,9 +33,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components, shortest_path
 
+from posekit.codecs.graph import connected_labels, hop_distances
 from posekit.codecs.paf_limbs import LimbPairs
 from posekit.codecs.peaks import Peaks
 from posekit.geometry import transform_points
@@ -57,10 +56,7 @@ def assemble(connections: LimbPairs, peaks: Peaks, num_types: int) -> np.ndarray
     n = len(peaks.kind)
     if n == 0:
         return np.zeros((0, num_types), dtype=np.int64)
-    graph = coo_matrix(
-        (np.ones(len(connections.src)), (connections.src, connections.dst)), shape=(n, n)
-    )
-    _, label = connected_components(graph, directed=False)
+    label = connected_labels(n, connections.src, connections.dst)
     # A component holding two peaks of one type was joined by an inconsistent connection.
     per_type = np.bincount(label * num_types + peaks.kind, minlength=(label.max() + 1) * num_types)
     bad = np.unique(label[per_type[label * num_types + peaks.kind] > 1])
@@ -304,9 +300,7 @@ def skeleton_hops(num_types: int, limb_src: np.ndarray, limb_dst: np.ndarray) ->
     Types in different skeleton components get one more than the longest finite distance, so
     the fragment merge can still join the parts of a disconnected skeleton.
     """
-    adjacency = np.zeros((num_types, num_types))
-    adjacency[limb_src, limb_dst] = 1.0
-    hops = shortest_path(adjacency, unweighted=True, directed=False)
+    hops = hop_distances(num_types, limb_src, limb_dst)
     finite = hops[np.isfinite(hops)]
     hops[~np.isfinite(hops)] = finite.max() + 1.0
     np.fill_diagonal(hops, np.inf)

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from posekit.codecs.peaks import Peaks
 
@@ -264,6 +263,25 @@ def _greedy(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return li, ai, bi
 
 
+def _max_assignment(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of a maximum-total matching of an (A, B) table of scores >= 0.
+
+    When the rows that score anything all prefer different columns (or the columns different
+    rows), taking those preferences is optimal: it reaches the sum of the row (column) maxima,
+    an upper bound of every matching. Only a real conflict needs the solver
+    (``scipy.optimize.linear_sum_assignment``, imported then: loading ``scipy.optimize`` takes
+    ~0.3-0.45 s, which would otherwise delay the first image of ``posekit predict``)."""
+    for axis in (1, 0):
+        scores = weights.max(axis=axis)
+        best = weights.argmax(axis=axis)
+        live = np.flatnonzero(scores > 0)
+        if len(np.unique(best[live])) == len(live):
+            return (live, best[live]) if axis == 1 else (best[live], live)
+    from scipy.optimize import linear_sum_assignment
+
+    return linear_sum_assignment(weights, maximize=True)
+
+
 def _optimal(
     table: np.ndarray, limb: np.ndarray, row: np.ndarray, col: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -278,7 +296,7 @@ def _optimal(
     out = [(limb[free], row[free], col[free])]
     for j in contested:
         weights = table[j]
-        r, c = linear_sum_assignment(np.where(np.isfinite(weights), weights, 0.0), maximize=True)
+        r, c = _max_assignment(np.where(np.isfinite(weights), weights, 0.0))
         ok = np.isfinite(weights[r, c])  # a zero-weight pair is no pair
         out.append((np.full(int(ok.sum()), j), r[ok], c[ok]))
     li, ai, bi = (np.concatenate(v) for v in zip(*out, strict=True))

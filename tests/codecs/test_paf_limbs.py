@@ -147,3 +147,19 @@ def test_matching_method_is_checked():
     candidates, peaks, limb_src, limb_dst = _random_candidates(0)
     with pytest.raises(ValueError, match="greedy"):
         paf_limbs.match_limbs(candidates, peaks, limb_src, limb_dst, method="hungarian")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_max_assignment_reaches_the_solvers_total(seed):
+    """The conflict-free shortcut and the solver give matchings of the same total score."""
+    from scipy.optimize import linear_sum_assignment
+
+    from posekit.codecs.paf_limbs import _max_assignment
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(1, 7, 2)
+    weights = np.where(rng.random((a, b)) < 0.4, rng.random((a, b)), 0.0)
+    r, c = _max_assignment(weights)
+    assert len(set(r.tolist())) == len(r) and len(set(c.tolist())) == len(c)  # a matching
+    er, ec = linear_sum_assignment(weights, maximize=True)
+    assert weights[r, c].sum() == pytest.approx(weights[er, ec].sum(), abs=1e-12)
