@@ -1,31 +1,37 @@
 """Frames/s of the video pipeline (``posekit.video.run_pipeline``), threaded against sequential,
 without and with tracking, on one synthetic clip; the poses of both must be identical.
 
-Usage: python benchmarks/video_pipeline.py [--checkpoint runs/demo/best.pt] [--frames 120]
-       [--size 320 240] [--height H] [--batch-size 4] [--rounds 2] [--threads N] [--queue 4]
+Usage: python benchmarks/video_pipeline.py [--checkpoint runs/demo/best.pt | --random-weights]
+       [--frames 120] [--size 320 240] [--height H] [--batch-size 4] [--rounds 2] [--threads N]
+       [--queue 4]
 
 Model: ``--checkpoint``, by default ``runs/demo/best.pt`` (in the repo or beside it) when it
-exists, else ``lwop_mobilenet`` with random weights (an untrained network finds few peaks, so
-its decoding is faster than a trained one's). Clip: ``data.synth_video.generate_clip`` with the
-model's schema (walking, crossing figures), written as an .mp4 once; every run reads it back
-(``media.open_source``: video decoding is part of stage 1) and writes a drawn .mp4 through
-``media.PredictionWriter`` (drawing and encoding are part of stage 3), tracked with
-``tracking.PoseTracker`` under ``--track``'s setting.
+exists, else (or with ``--random-weights``) ``lwop_mobilenet`` with random weights: an untrained
+network finds no peaks, so there is little decoding to overlap and the run is bound by the
+network. Clip: ``data.synth_video.generate_clip`` with the model's schema (walking, crossing
+figures), written as an .mp4 once; every run reads it back (``media.open_source``: video decoding
+is part of stage 1) and writes a drawn .mp4 through ``media.PredictionWriter`` (drawing and
+encoding are part of stage 3), tracked by a ``tracking.PoseTracker`` in the ``--track`` rows.
 
 The script runs under ``OMP_WAIT_POLICY=PASSIVE`` as ``posekit predict`` does (it restarts itself
-with it unless the variable is set). Runs are interleaved (sequential, threaded, sequential, threaded, ... for each tracking setting)
-so that load changes hit both alike; the median frames/s of each is compared (goal: threaded >=
-1.3x sequential on 2 cores) and the busy ms per frame of each stage are printed. Other work on the
-machine stretches every time: the load average is printed before and after.
+with it unless the variable is set). Runs are interleaved (sequential, threaded, sequential,
+threaded, ... for each setting) so that load changes hit both alike; the median frames/s are
+compared (goal: threaded >= 1.3x sequential on 2 cores), with the busy ms per frame of each stage
+and the cores the process kept busy (its CPU seconds / wall seconds). Every run's poses must equal
+the first sequential run's, float for float. Other work on the machine stretches every time: the
+load average is printed before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +67,24 @@ def write_clip(path: Path, schema, frames: int, size: tuple[int, int]) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Run:
+    """One timed run: the pipeline's stats, the cores this process kept busy (CPU seconds of
+    all its threads / wall seconds) and the poses written, in frame order."""
+
+    stats: PipelineStats
+    cores: float
+    poses: list[list[Pose]]
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed_run(video: Path, predictor, *, threaded: bool, tracked: bool, batch_size: int,
-              queue_size: int, out: Path) -> tuple[PipelineStats, list[list[Pose]]]:  # fmt: skip
-    """One pipeline run over the clip: its stats and the poses written, in frame order."""
+              queue_size: int, out: Path) -> Run:  # fmt: skip
+    """One pipeline run over the clip."""
     source = open_source(video)
     writer = PredictionWriter(source, predictor.schema, out=out)
     tracker = PoseTracker(predictor.schema)
@@ -74,6 +95,7 @@ def timed_run(video: Path, predictor, *, threaded: bool, tracked: bool, batch_si
         written.append(poses)
         return writer.write(frame, poses)
 
+    cpu, wall = _cpu_seconds(), time.perf_counter()
     with writer:
         stats = run_pipeline(
             source,
@@ -84,7 +106,7 @@ def timed_run(video: Path, predictor, *, threaded: bool, tracked: bool, batch_si
             threaded=threaded,
             queue_size=queue_size,
         )
-    return stats, written
+    return Run(stats, (_cpu_seconds() - cpu) / (time.perf_counter() - wall), written)
 
 
 def same_poses(a: list[list[Pose]], b: list[list[Pose]]) -> bool:
@@ -101,18 +123,22 @@ def same_poses(a: list[list[Pose]], b: list[list[Pose]]) -> bool:
     )
 
 
-def _stage_ms(runs: list[PipelineStats]) -> str:
-    """Median busy ms per frame of each stage."""
-    parts = [
-        statistics.median(1e3 * getattr(s, key) / s.frames for s in runs)
+def _row(runs: list[Run]) -> str:
+    """Median frames/s, busy ms per frame of each stage and cores busy of ``runs``."""
+    fps = statistics.median(r.stats.fps for r in runs)
+    stages = [
+        statistics.median(1e3 * getattr(r.stats, key) / r.stats.frames for r in runs)
         for key in ("read_s", "network_s", "write_s")
     ]
-    return " ".join(f"{v:>9.1f}" for v in parts)
+    cores = statistics.median(r.cores for r in runs)
+    return " ".join(f"{v:>9.1f}" for v in (fps, *stages)) + f" {cores:>6.2f}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="default: runs/demo/best.pt if it exists")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="lwop_mobilenet with random weights even when a checkpoint exists")  # fmt: skip
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
     parser.add_argument("--height", type=int, help="network input height (the model's default)")
@@ -126,7 +152,11 @@ def main() -> int:
         os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
     if args.threads:
         torch.set_num_threads(args.threads)
-    checkpoint = args.checkpoint or next((p for p in CHECKPOINTS if p.is_file()), None)
+    checkpoint = (
+        None
+        if args.random_weights
+        else (args.checkpoint or next((p for p in CHECKPOINTS if p.is_file()), None))
+    )
     if checkpoint is not None:
         loaded = load_model(checkpoint)
     else:
@@ -145,28 +175,27 @@ def main() -> int:
         timed_run(video, predictor, threaded=False, tracked=False, batch_size=args.batch_size,
                   queue_size=args.queue, out=Path(tmp) / "warmup")  # fmt: skip
         print(f"\n{'setting':<10} {'mode':<11} {'frames/s':>9} {'read+prep':>9} {'network':>9} "
-              f"{'decode+wr':>9}  (median; stages: busy ms/frame)")  # fmt: skip
+              f"{'decode+wr':>9} {'cores':>6}  (medians; stages: busy ms/frame)")  # fmt: skip
         for tracked in (False, True):
-            runs: dict[bool, list[PipelineStats]] = {False: [], True: []}
-            poses: dict[bool, list[list[Pose]]] = {}
+            runs: dict[bool, list[Run]] = {False: [], True: []}
             for _ in range(args.rounds):
                 for threaded in (False, True):
-                    stats, poses[threaded] = timed_run(
+                    runs[threaded].append(timed_run(
                         video, predictor, threaded=threaded, tracked=tracked,
                         batch_size=args.batch_size, queue_size=args.queue,
                         out=Path(tmp) / f"out-{threaded}",
-                    )  # fmt: skip
-                    runs[threaded].append(stats)
+                    ))  # fmt: skip
             setting = "--track" if tracked else "plain"
-            fps = {mode: statistics.median(s.fps for s in runs[mode]) for mode in runs}
             for mode, name in ((False, "sequential"), (True, "threaded")):
-                print(f"{setting:<10} {name:<11} {fps[mode]:>9.1f} {_stage_ms(runs[mode])}")
-            same = same_poses(poses[False], poses[True])
-            found = sum(map(len, poses[True]))
+                print(f"{setting:<10} {name:<11} {_row(runs[mode])}")
+            reference = runs[False][0].poses  # every run against the first sequential one
+            same = all(same_poses(reference, r.poses) for r in runs[False] + runs[True])
+            fps = {mode: statistics.median(r.stats.fps for r in runs[mode]) for mode in runs}
             ratio = fps[True] / fps[False]
             print(f"{setting:<10} ratio threaded/sequential {ratio:.2f}x (goal >= {GOAL:g}x: "
                   f"{'met' if ratio >= GOAL else 'not met'}); poses identical: "
-                  f"{'yes' if same else 'NO'} ({found} poses in {len(poses[True])} frames)")  # fmt: skip
+                  f"{'yes' if same else 'NO'} ({sum(map(len, reference))} poses in {len(reference)} "
+                  f"frames, every run)")  # fmt: skip
             ok = ok and same
     print(f"\nload average at the end {_load_text()}")
     return 0 if ok else 1

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from posekit.errors import ConfigError
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from posekit.models.loading import LoadedModel
     from posekit.structures import Pose
 
-T = TypeVar("T")
 
 VIDEO_BATCH = 4
 """Frames of a video file per forward pass by default (5-20% more frames/s on CPU, measured in
@@ -182,26 +181,6 @@ def _box_source(args: argparse.Namespace) -> Any:
     return boxes.ProposalBoxes(bottomup, min_score=args.box_threshold, merge=not args.no_merge)
 
 
-def _batches(frames: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Lists of up to ``size`` consecutive frames."""
-    batch: list[T] = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _frames_predict(predictor: Any) -> Callable[[list[Frame]], list[list[Pose]]]:
-    """Poses of a list of frames: bottom-up in one batch, top-down frame by frame (each frame's
-    crops share one forward pass) with the frame's image id for its boxes."""
-    if getattr(predictor, "family", None) == "topdown":
-        return lambda frames: [predictor.predict(f.image, f.image_id) for f in frames]
-    return lambda frames: predictor.predict_batch([f.image for f in frames])
-
-
 def _tracking(args: argparse.Namespace, source: FrameSource, schema: Any) -> Any:
     """``(frame, poses) -> poses`` with ids (``--track`` / ``--tracker``) and One-Euro smoothing
     (``--smooth``), timestamps from the frame index and the source's frame rate; None without
@@ -233,24 +212,23 @@ def _predict_frames(
     batch_size: int | None,
     track: Callable[[Frame, list[Pose]], list[Pose]] | None = None,
 ) -> None:
-    """Predict, (track,) write and show every frame of ``source`` in order; Ctrl-C ends a
-    webcam run normally."""
+    """Predict, (track,) write and show every frame of ``source`` in order, in the threaded
+    pipeline of ``posekit.video`` (reading and preprocessing, the network, and decoding +
+    writing overlap); Ctrl-C ends a webcam run normally."""
     from tqdm import tqdm
 
-    from posekit.media import prefetch
+    from posekit.video import run_pipeline
 
     size = batch_size or (VIDEO_BATCH if source.kind == "video" else 1)
-    predict = _frames_predict(predictor)
     unit = "frame" if source.is_video else "image"
     try:
         with writer, tqdm(total=source.total, unit=unit, disable=source.kind == "image") as bar:
-            for batch in _batches(prefetch(source), size):
-                poses = predict(batch)
-                if track is not None:
-                    poses = [track(f, p) for f, p in zip(batch, poses, strict=True)]
-                bar.update(len(batch))
-                if not all([writer.write(f, p) for f, p in zip(batch, poses, strict=True)]):
-                    return  # the window was closed
+
+            def write(frame: Frame, poses: list[Pose]) -> bool:
+                bar.update()
+                return writer.write(frame, poses)
+
+            run_pipeline(source, predictor, write=write, track=track, batch_size=size)
     except KeyboardInterrupt:  # the usual way to end a webcam run; the outputs are complete
         if source.kind != "webcam":
             raise

@@ -15,7 +15,7 @@ LAYERS = (
      "oks", "devices", "visualize"),
     ("data", "config", "media", "tracking"),
     ("codecs",),
-    ("inference",),
+    ("inference", "video"),
     ("models",),
     ("tasks",),
     ("engine",),

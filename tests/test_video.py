@@ -4,6 +4,7 @@ window stops the run early."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import numpy as np
@@ -145,18 +146,20 @@ def test_a_failing_network_reaches_the_caller(video):
     assert threading.active_count() == before
 
 
-def test_write_returning_false_stops_early_and_closes_the_frames(predictor, video):
+def test_write_returning_false_stops_an_endless_source_and_closes_it(predictor, video):
     before = threading.active_count()
+    images = [f.image for f in open_source(video)]
     closed = []
 
-    def frames():
+    def webcam():  # never ends by itself
         try:
-            yield from open_source(video)
+            for index in itertools.count():
+                yield Frame(images[index % len(images)], "webcam0", index, index)
         finally:
             closed.append(threading.current_thread().name)
 
     write = _Recorder(stop_at=4)
-    stats = run_pipeline(frames(), predictor, write=write, batch_size=2, queue_size=1)
+    stats = run_pipeline(webcam(), predictor, write=write, batch_size=2, queue_size=1)
     assert stats.frames == 5 and [f.index for f in write.frames] == [0, 1, 2, 3, 4]
     assert closed == ["posekit-read"]  # closed by the thread that read it
     assert threading.active_count() == before
