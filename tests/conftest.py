@@ -65,3 +65,18 @@ def subset(coco_val, tmp_path_factory):
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
     (out / "subset.json").write_text(json.dumps(data))
     return out / "subset.json", out / "images"
+
+
+@pytest.fixture(scope="session")
+def paf_tiny_export(coco_val, tmp_path_factory):
+    """(loaded model, ExportResult): the trained paf_tiny fixture of tests/fixtures exported to
+    dynamic ONNX with three COCO-MINI photos in its parity gate (export takes ~8 s: shared)."""
+    import cv2
+
+    from posekit.export import export_model
+    from posekit.models.loading import load_model
+
+    loaded = load_model(REPO / "tests/fixtures/posekit_0.1_paf_tiny.pt")
+    photos = [cv2.imread(str(coco_val[1] / name)) for name in IMAGES]
+    out = tmp_path_factory.mktemp("paf_tiny_export") / "paf_tiny.onnx"
+    return loaded, export_model(loaded, out, photos=photos)

@@ -7,8 +7,6 @@ import re
 import cv2
 import numpy as np
 
-from posekit.export import export_model
-from posekit.models.loading import load_model
 from tests.conftest import REPO
 
 DOC = REPO / "docs" / "deploy.md"
@@ -20,13 +18,15 @@ def _plain_ort_block() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_plain_onnxruntime_example(tmp_path):
-    loaded = load_model(REPO / "tests/fixtures/posekit_0.1_paf_tiny.pt")
-    onnx_file = export_model(loaded, tmp_path / "m.onnx").path
+def test_plain_onnxruntime_example(paf_tiny_export):
+    loaded, result = paf_tiny_export
+    onnx_file = result.path
     photo = REPO / "tests/fixtures/000000000002.png"
     code = _plain_ort_block()
     assert '"model.onnx"' in code and '"photo.jpg"' in code
-    code = code.replace('"model.onnx"', repr(str(onnx_file))).replace('"photo.jpg"', repr(str(photo)))
+    code = code.replace('"model.onnx"', repr(str(onnx_file))).replace(
+        '"photo.jpg"', repr(str(photo))
+    )
     scope: dict = {}
     exec(compile(code, str(DOC), "exec"), scope)  # noqa: S102 - the documentation's own code
     expected = loaded.predictor().predict(cv2.imread(str(photo)))

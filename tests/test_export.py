@@ -15,7 +15,6 @@ from posekit.export import export_model
 from posekit.export_parity import OUTPUT_TOLERANCE, POSE_TOLERANCE, parity_images
 from posekit.models.exported import EXPORT_FORMAT, ExportedModel, _onnx_metadata
 from posekit.models.loading import load_model
-from tests.checkpoint_files import noisy_lwop, write_posekit_checkpoint
 from tests.cli_inputs import IMAGES
 from tests.conftest import REPO
 
@@ -30,11 +29,9 @@ def photos(coco_val):
 
 
 @pytest.fixture(scope="module")
-def paf_tiny(tmp_path_factory, photos):
+def paf_tiny(paf_tiny_export):
     """The trained paf_tiny fixture exported to dynamic ONNX (dynamo), with its result."""
-    loaded = load_model(FIXTURE)
-    out = tmp_path_factory.mktemp("export") / "paf_tiny.onnx"
-    return loaded, export_model(loaded, out, photos=photos)
+    return paf_tiny_export
 
 
 def _same_poses(a, b, tol_px):
@@ -92,16 +89,6 @@ def test_in_memory_onnxruntime_backend_of_a_checkpoint(paf_tiny):
     candidate = loaded.predictor(input_height=192, backend="onnxruntime")
     image = cv2.imread(str(FIXTURE_IMAGES[0]))
     _same_poses(reference.predict(image), candidate.predict(image), 1e-2)
-
-
-def test_lwop_with_peaky_maps_exports_and_matches(tmp_path, photos):
-    ckpt = write_posekit_checkpoint(tmp_path / "lwop.pt", noisy_lwop("coco_person"), 128)
-    loaded = load_model(ckpt)
-    result = export_model(loaded, tmp_path / "lwop.onnx", photos=photos)
-    assert result.parity.poses > 20 and result.parity.pose_count_mismatches == 0
-    exported = load_model(result.path)
-    image = photos[0]
-    _same_poses(loaded.predictor().predict(image), exported.predictor().predict(image), 1e-2)
 
 
 def test_topdown_model_exports_its_crop_size(tmp_path, photos):
