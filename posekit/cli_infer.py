@@ -89,8 +89,7 @@ def _runtime_options(args: argparse.Namespace, loaded: Any) -> dict[str, Any]:
     from posekit.models.exported import ExportedModel
 
     exported = isinstance(loaded, ExportedModel)
-    backend = args.backend or ("onnxruntime" if exported and not loaded.is_torchscript
-                               else "torch")  # fmt: skip
+    backend = args.backend or (loaded.default_backend if exported else "torch")
     if backend == "torch" and not (exported and loaded.is_torchscript):
         if args.spinning is not None or args.optimization is not None:
             raise ConfigError("--spinning / --optimization are ONNX Runtime settings "
@@ -394,7 +393,7 @@ def _add_inference_args(p: argparse.ArgumentParser, *, gt_boxes: bool = False) -
         "--backend",
         choices=("torch", "onnxruntime", "openvino"),
         help="where the network runs (default: torch for checkpoints, onnxruntime for .onnx "
-        "files; a checkpoint with onnxruntime / openvino is exported in memory first)",
+        "files; a checkpoint with onnxruntime / openvino is exported to a temporary file first)",
     )
     p.add_argument(
         "--spinning",

@@ -19,7 +19,6 @@ TorchScript in favour of ``torch.export``, so prefer ONNX for new deployments.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -54,6 +53,7 @@ from posekit.models.graph_export import (
     write_torchscript,
 )
 from posekit.models.loading import LoadedModel
+from posekit.models.weights import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def export_model(
         exporter="torch.jit.trace" if format == "torchscript" else exporter_name(exporter),
         opset=0 if format == "torchscript" else opset,
         source=loaded.source,
-        source_sha256=_sha256(loaded.source),
+        source_sha256=file_sha256(Path(loaded.source)) if Path(loaded.source).is_file() else "",
         torch_version=torch.__version__,
     )
     flat = FlatOutputs(model, stages == "all").eval()
@@ -199,17 +199,6 @@ def _check_options(
         raise ConfigError(f"--out {out} is a folder; give a file name")
 
 
-def _sha256(source: str) -> str:
-    path = Path(source)
-    if not path.is_file():
-        return ""  # a published name with random weights
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # ---------------------------------------------------------------------- writing
 def _check_onnx(path: Path) -> None:
     import onnx
@@ -253,17 +242,18 @@ def _gate(
     strict: bool,
 ) -> ParityReport:
     """Parity of the file at ``path`` (metadata ``info``) against the torch model; with
-    ``strict`` (float32) an ExportError when it is off, else (int8) only measured and logged."""
-    _write_metadata(path, info)
+    ``strict`` (float32) an ExportError when it is off, else (int8) only measured and logged.
+    The metadata is written once, after the gate (the runtime reads only the graph)."""
     exported = ExportedModel(path, info)
     images = parity_images(loaded.schema, photos)
     options: dict[str, Any] = {"max_batch": 2} if loaded.family == "topdown" else {}
     fixed = info.input
-    if loaded.family == "bottomup" and not fixed.dynamic:  # every image fits the fixed size
+    fixed_bottomup = loaded.family == "bottomup" and not fixed.dynamic
+    if fixed_bottomup:  # every image fits the fixed size
         aspect = max(im.shape[1] / im.shape[0] for im in images)
         options["input_height"] = min(int(fixed.height), int(fixed.width / aspect))
     reference = loaded.predictor(**options)
-    if loaded.family == "bottomup" and not fixed.dynamic:  # padded to the file's size as well
+    if fixed_bottomup:  # padded to the file's size as well
         size = (int(fixed.width or 0), int(fixed.height))
         reference.runtime = FixedSizeRuntime(reference.runtime, size, loaded.input_spec.pad_value,
                                              loaded.codec.stride)  # fmt: skip

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from posekit.errors import ConfigError
-from posekit.geometry import crop_matrices, place_at_height
+from posekit.geometry import box_to_center_size, crop_matrices, place_at_height
 from posekit.inference.preprocess import crop_batch, image_batch
 from posekit.models.exported import InputShape
 
@@ -44,10 +44,10 @@ def calibration_inputs(
     for image in images[:MAX_CALIBRATION]:
         h, w = image.shape[:2]
         if loaded.family == "topdown":
-            cw, ch = codec.input_size
-            scale = max(w / cw, h / ch) * spec.box_padding
-            size = np.array([[cw * scale, ch * scale]])
-            matrix = crop_matrices(np.array([[w / 2, h / 2]]), size, (cw, ch))
+            cw, ch = codec.input_size  # the whole image as one box, as TopDownPredictor crops it
+            centers, sizes = box_to_center_size(np.array([0.0, 0.0, w, h]), cw / ch,
+                                                spec.box_padding)  # fmt: skip
+            matrix = crop_matrices(centers, sizes, (cw, ch))
             batch = crop_batch(image, matrix, spec)
         else:
             height = shape.height or spec.height

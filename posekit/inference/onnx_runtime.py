@@ -37,7 +37,7 @@ class OnnxRuntime:
     """An ONNX model run by ONNX Runtime on the CPU.
 
     Args:
-        model: the ``.onnx`` file, or its serialized bytes.
+        model: the ``.onnx`` file.
         input_name: the graph input.
         outputs: the graph outputs to return, in order.
         threads: intra-op threads (None: ONNX Runtime's default).
@@ -48,7 +48,7 @@ class OnnxRuntime:
 
     def __init__(
         self,
-        model: str | Path | bytes,
+        model: str | Path,
         input_name: str,
         outputs: Sequence[str],
         *,
@@ -81,12 +81,10 @@ class OnnxRuntime:
         if spinning is not None:
             options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
         options.log_severity_level = 3  # errors only: ORT warns about every unused initializer
-        source = model if isinstance(model, bytes) else str(model)
         try:
-            self.session = ort.InferenceSession(source, options, providers=list(providers))
+            self.session = ort.InferenceSession(str(model), options, providers=list(providers))
         except Exception as exc:  # ORT raises its own Fail / InvalidGraph / NoSuchFile types
-            where = "the exported graph" if isinstance(model, bytes) else str(model)
-            raise ConfigError(f"ONNX Runtime cannot load {where}: {exc}") from None
+            raise ConfigError(f"ONNX Runtime cannot load {model}: {exc}") from None
         known = {o.name for o in self.session.get_outputs()}
         missing = [o for o in outputs if o not in known]
         if missing:

@@ -325,11 +325,16 @@ class ExportedModel(RecordView):
         """True for a TorchScript file (runs in libtorch), False for ONNX."""
         return self.info.opset == 0
 
+    @property
+    def default_backend(self) -> str:
+        """``"torch"`` for a TorchScript file, ``"onnxruntime"`` for ONNX."""
+        return "torch" if self.is_torchscript else "onnxruntime"
+
     def runtime(self, backend: str | None = None, **settings: Any) -> Any:
-        """A runtime of the file's network (``onnxruntime`` by default for ONNX, ``torch`` for
-        TorchScript); ``settings``: the backend's (``threads``, ``spinning``, ``optimization``
-        for ONNX Runtime; ``threads`` for OpenVINO; ``device`` for torch)."""
-        backend = backend or ("torch" if self.is_torchscript else "onnxruntime")
+        """A runtime of the file's network (``default_backend`` unless given); ``settings``:
+        the backend's (``threads``, ``spinning``, ``optimization`` for ONNX Runtime;
+        ``threads`` for OpenVINO; ``device`` for torch)."""
+        backend = backend or self.default_backend
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; known: {BACKENDS}")
         outputs = self.info.used_outputs

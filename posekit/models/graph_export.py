@@ -1,6 +1,6 @@
 """A posekit model as an ONNX graph or a traced TorchScript module (torch.onnx / torch.jit): the
 network part of ``posekit.export`` (metadata, checks and the parity gate live there), also what
-``LoadedModel.predictor(backend="onnxruntime")`` runs in memory.
+``LoadedModel.predictor(backend="onnxruntime")`` runs (``write_dynamic_onnx``).
 
 The graph takes ``input`` (B, 3, H, W) float32 NCHW, batch always dynamic, height and width
 dynamic multiples of the stride for a dynamic bottom-up input; it returns the last stage's
@@ -13,7 +13,6 @@ import contextlib
 import copy
 import io
 import logging
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ __all__ = [
     "export_copy",
     "exporter_name",
     "input_shape",
-    "onnx_bytes",
+    "write_dynamic_onnx",
     "write_onnx",
     "write_torchscript",
 ]
@@ -61,22 +60,16 @@ class FlatOutputs(nn.Module):
         return tuple(stages[-1])
 
 
-def onnx_bytes(loaded: LoadedModel) -> tuple[bytes, ExportInfo]:
-    """The model's ONNX graph in memory (dynamic input, last stage) and its metadata, without
-    the parity gate: what ``--backend onnxruntime`` runs for a torch checkpoint."""
+def write_dynamic_onnx(loaded: LoadedModel, path: Path) -> ExportInfo:
+    """Write the model's ONNX graph (dynamic input, last stage) to ``path`` and return its
+    metadata, without the parity gate: what ``--backend onnxruntime`` / ``openvino`` runs for a
+    torch checkpoint (``posekit export`` writes and checks a file once instead)."""
     shape = input_shape(loaded, None, None, None)
-    model = export_copy(loaded.model)
     outputs = output_names(loaded.codec.layout.names, 1, False)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.onnx"
-        flat = FlatOutputs(model, False).eval()
-        write_onnx(
-            flat, example_input(loaded, shape), shape, outputs, "dynamo", DEFAULT_OPSET, path
-        )
-        data = path.read_bytes()
-    info = ExportInfo(loaded.record, shape, tuple(outputs), exporter_name("dynamo"),
+    flat = FlatOutputs(export_copy(loaded.model), False).eval()
+    write_onnx(flat, example_input(loaded, shape), shape, outputs, "dynamo", DEFAULT_OPSET, path)
+    return ExportInfo(loaded.record, shape, tuple(outputs), exporter_name("dynamo"),
                       DEFAULT_OPSET, source=loaded.source)  # fmt: skip
-    return data, info
 
 
 def input_shape(

@@ -71,9 +71,10 @@ class LoadedModel(RecordView):
     ) -> Any:
         """The predictor of its family (``inference.create_predictor``), e.g. ``flip=True``.
 
-        ``backend="onnxruntime"`` / ``"openvino"`` runs the network exported in memory
-        (``models.graph_export.onnx_bytes``, dynamic input; for OpenVINO a temporary file) with the same
-        preprocessing and decoding; ``runtime_settings`` are that backend's (``threads``, ...).
+        ``backend="onnxruntime"`` / ``"openvino"`` runs the network exported to a temporary
+        file (``models.graph_export.write_dynamic_onnx``, dynamic input) through
+        ``ExportedModel.predictor``, with the same preprocessing and decoding;
+        ``runtime_settings`` are that backend's (``threads``, ...).
         ``posekit export`` writes the file once and checks it (parity gate).
         """
         if backend not in BACKENDS:
@@ -83,36 +84,20 @@ class LoadedModel(RecordView):
                 raise ConfigError(f"runtime settings {sorted(runtime_settings)} are for the "
                                   f"onnxruntime / openvino backends")  # fmt: skip
             return create_predictor(self.model, self.codec, self.input_spec, **options)
+        import tempfile
         import time
 
-        from posekit.models.graph_export import onnx_bytes
+        from posekit.models.graph_export import write_dynamic_onnx
 
         start = time.perf_counter()
-        data, info = onnx_bytes(self)
-        logger.info("%s exported to ONNX in memory for %s (%.1f s; `posekit export` writes it "
-                    "once)", self.source, backend, time.perf_counter() - start)  # fmt: skip
-        settings = dict(runtime_settings or {})
-        if backend == "onnxruntime":
-            from posekit.inference.onnx_runtime import OnnxRuntime
-
-            runtime: Any = OnnxRuntime(data, info.input.name, info.used_outputs, **settings)
-        else:
-            runtime = _openvino_from_bytes(data, info, settings)
-        from posekit.inference import PREDICTORS
-
-        return PREDICTORS[self.family](runtime, self.codec, self.input_spec, **options)
-
-
-def _openvino_from_bytes(data: bytes, info: Any, settings: dict[str, Any]) -> Any:
-    """An OpenVINO runtime of an in-memory ONNX graph (compiled from a temporary file)."""
-    import tempfile
-
-    from posekit.inference.onnx_runtime import OpenVinoRuntime
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.onnx"
-        path.write_bytes(data)
-        return OpenVinoRuntime(path, info.used_outputs, **settings)
+        with tempfile.TemporaryDirectory() as folder:  # both backends read the file when built
+            path = Path(folder) / "model.onnx"
+            info = write_dynamic_onnx(self, path)
+            logger.info("%s exported to ONNX for %s (%.1f s; `posekit export` writes it once)",
+                        self.source, backend, time.perf_counter() - start)  # fmt: skip
+            exported = ExportedModel(path, info)
+            return exported.predictor(backend=backend, runtime_settings=runtime_settings,
+                                      **options)  # fmt: skip
 
 
 def load_model(

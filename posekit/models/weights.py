@@ -140,7 +140,8 @@ def resolve_cache_dir(cache_dir: str | Path | None = None) -> Path:
     return Path("~/.cache/posekit").expanduser()
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
@@ -211,7 +212,7 @@ def _copy_url(info: WeightsInfo, out: Any, target: Path, progress: bool) -> None
 
 
 def _verify_sha256(path: Path, info: WeightsInfo, *, cached: bool) -> None:
-    found = _sha256(path)
+    found = file_sha256(path)
     if info.sha256 is None:
         logger.warning(
             "weights %s have no pinned sha256; %s has sha256 %s (not verified)",
