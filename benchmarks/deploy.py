@@ -133,8 +133,9 @@ def startup(onnx_file: Path, checkpoint: Path, images: dict[str, Path], *, runs:
             threads: int) -> dict[str, float]:  # fmt: skip
     """Median seconds from process start to the first image's results, per model and image.
 
-    The PAF decoder loads ``scipy.optimize`` (~0.3-0.5 s) only when two candidate limbs of an
-    image compete for a peak; the line says whether the image needed it."""
+    The PAF decoder loads ``scipy.optimize`` (~0.6 s) only for a contested limb with more
+    matchings than it enumerates (``paf_limbs.EXHAUSTIVE_MAX``); the line says whether the image
+    needed it."""
     out = {}
     print(f"\nstart-up: `posekit predict IMAGE --json OUT` in a new process, median of {runs}")
     models = (("ONNX Runtime (.onnx)", onnx_file), ("torch (checkpoint)", checkpoint))

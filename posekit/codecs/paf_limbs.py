@@ -11,7 +11,8 @@ The first two steps of ``PafCodec.decode`` (``paf_grouping`` assembles their res
    if a fraction ``min_fraction`` of its samples are aligned above ``min_score`` (OpenPose's test).
    An exact cheap test on a boolean "support" map rejects most pairs before the bilinear sampling.
 2. ``match_limbs``: per limb, a one-to-one matching of its candidates: by default the matching of
-   maximum total score (``scipy.optimize.linear_sum_assignment``), or OpenPose's greedy matching
+   maximum total score (exact: enumerated for small contested tables, else
+   ``scipy.optimize.linear_sum_assignment``), or OpenPose's greedy matching
    by descending score (``method="greedy"``, all limbs at once by rounds of mutual-best
    selection, which picks exactly what the sequential greedy picks). They differ when two people's
    same limbs lie on one line and overlap (shoulders side by side): the fields of both are then
@@ -21,6 +22,9 @@ The first two steps of ``PafCodec.decode`` (``paf_grouping`` assembles their res
 
 from __future__ import annotations
 
+import functools
+import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -263,23 +267,56 @@ def _greedy(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return li, ai, bi
 
 
+EXHAUSTIVE_MAX = 5040
+"""Largest number of one-to-one matchings (``7!``: a 7 x 7 table) that ``_max_assignment``
+enumerates instead of loading the solver: well under a millisecond, where importing
+``scipy.optimize`` takes about 0.6 s (measured, SciPy 1.17) and would be most of the time to the
+first image of ``posekit predict`` with an exported model."""
+
+
 def _max_assignment(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns of a maximum-total matching of an (A, B) table of scores >= 0.
 
     When the rows that score anything all prefer different columns (or the columns different
     rows), taking those preferences is optimal: it reaches the sum of the row (column) maxima,
-    an upper bound of every matching. Only a real conflict needs the solver
-    (``scipy.optimize.linear_sum_assignment``, imported then: loading ``scipy.optimize`` takes
-    ~0.3-0.45 s, which would otherwise delay the first image of ``posekit predict``)."""
+    an upper bound of every matching. A real conflict among the scoring rows and columns is
+    solved exactly: by enumerating every matching when there are at most ``EXHAUSTIVE_MAX`` of
+    them (contested limbs of a few people), else by ``scipy.optimize.linear_sum_assignment``
+    (imported only then)."""
     for axis in (1, 0):
         scores = weights.max(axis=axis)
         best = weights.argmax(axis=axis)
         live = np.flatnonzero(scores > 0)
         if len(np.unique(best[live])) == len(live):
             return (live, best[live]) if axis == 1 else (best[live], live)
+    rows = np.flatnonzero(weights.max(axis=1) > 0)
+    cols = np.flatnonzero(weights.max(axis=0) > 0)
+    small, large = sorted((len(rows), len(cols)))
+    if math.perm(large, small) <= EXHAUSTIVE_MAX:
+        sub = weights[np.ix_(rows, cols)]
+        if len(rows) <= len(cols):
+            r, c = _exhaustive_assignment(sub)
+        else:
+            c, r = _exhaustive_assignment(sub.T)
+        return rows[r], cols[c]
     from scipy.optimize import linear_sum_assignment
 
     return linear_sum_assignment(weights, maximize=True)
+
+
+def _exhaustive_assignment(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The best of all matchings of every row of an (A, B) table with A <= B: rows 0..A-1 and
+    their columns (each matching scored in one vectorised sum)."""
+    a, b = weights.shape
+    choices = _injections(a, b)  # (P, A) column of each row
+    totals = weights[np.arange(a), choices].sum(axis=1)
+    return np.arange(a), choices[int(np.argmax(totals))]
+
+
+@functools.lru_cache(maxsize=64)
+def _injections(a: int, b: int) -> np.ndarray:
+    """(b! / (b - a)!, a) int64: every one-to-one map of a rows into b columns."""
+    return np.array(list(itertools.permutations(range(b), a)), dtype=np.int64).reshape(-1, a)
 
 
 def _optimal(
