@@ -39,6 +39,7 @@ from posekit.devices import amp_dtype, keep_freed_memory
 from posekit.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
 from posekit.engine.data import EpochSampler
 from posekit.engine.distributed import init_distributed
+from posekit.engine.eta import RunClock
 from posekit.engine.schedule import LrSchedule, build_optimizer
 from posekit.engine.validation import Validator
 from posekit.errors import CheckpointError, ConfigError, TrainingError
@@ -199,6 +200,13 @@ class Trainer:
                 self.device,
             )
         self._resume(resume)
+        vals = self.val is not None and self.ctx.is_main
+        self.clock = RunClock(
+            total_iters=config.train.epochs * self.iters_per_epoch,
+            total_vals=config.train.epochs // config.train.val_every if vals else 0,
+            done_iters=self.iteration,
+            done_vals=self.epoch // config.train.val_every if vals else 0,
+        )
         self.writer = _tensorboard(self.run_dir / "tb") if self.ctx.is_main else None
         if self.ctx.is_main:
             save_config(config, self.run_dir / "config.yaml")
@@ -325,6 +333,7 @@ class Trainer:
                     ap = self.ctx.broadcast_float(self.validate() if self.ctx.is_main else 0.0)
                     metrics["val_AP"] = ap
                     metrics["val_s"] = round(time.perf_counter() - val_start, 2)
+                    self.clock.validation_done(metrics["val_s"])
                     if self.val_skipped:
                         metrics["val_skipped_images"] = self.val_skipped
                     self.schedule.step_metric(ap)
@@ -376,6 +385,7 @@ class Trainer:
         )
         sums = dict.fromkeys(["loss", *(f"loss_{n}" for n in self.task.loss_names)], 0.0)
         steps = samples = 0
+        self.clock.start_epoch()
         bad = 0
         for batch in bar:
             lr = self.schedule.lr(self.iteration, self.epoch)
@@ -407,7 +417,9 @@ class Trainer:
                 sums["loss"] += total
                 for name in self.task.loss_names:
                     sums[f"loss_{name}"] += sum(step.parts[name])
-                bar.set_postfix(loss=f"{total:.4g}", lr=f"{lr:.3g}")
+                bar.set_postfix(
+                    {"loss": f"{total:.4g}", "lr": f"{lr:.3g}", "run ETA": self.clock.text()}
+                )
                 if self.writer is not None:
                     self.writer.add_scalar("train/loss", total, self.iteration)
                     self.writer.add_scalar("train/lr", lr, self.iteration)
@@ -423,6 +435,7 @@ class Trainer:
         return {k: v / max(steps, 1) for k, v in sums.items()}, samples
 
     def _advance(self) -> None:
+        self.clock.iteration_done()
         self.iteration += 1
         self.step_in_epoch += 1
         if self.iteration % self.config.train.checkpoint_every == 0:
@@ -480,6 +493,8 @@ class Trainer:
         text = ", ".join(
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
         )
+        if self.epoch < self.config.train.epochs:
+            text += f"; rest of the run ~{self.clock.text()}"
         logger.info("%s", text)
 
 
