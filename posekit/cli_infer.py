@@ -29,6 +29,10 @@ VIDEO_BATCH = 4
 """Frames of a video file per forward pass by default (5-20% more frames/s on CPU, measured in
 benchmarks/predict_speed.py); images and webcams go one at a time."""
 
+SMOOTHER_PRESETS = ("pose", "demo")
+"""``--smooth`` values: the keys of ``posekit.tracking.SMOOTHERS`` (not imported here: tracking
+loads scipy.optimize, which ``posekit predict`` without ``--track`` must not wait for)."""
+
 
 def _passive_openmp() -> None:
     """Let idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``) unless
@@ -190,10 +194,10 @@ def _tracking(args: argparse.Namespace, source: FrameSource, schema: Any) -> Any
         raise ConfigError(f"--track / --smooth follow people through a video or a webcam; "
                           f"{source.path} is {source.kind}")  # fmt: skip
     from posekit.media import DEFAULT_FPS
-    from posekit.tracking import PoseSmoother, PoseTracker, TrackerConfig
+    from posekit.tracking import SMOOTHERS, PoseSmoother, PoseTracker, TrackerConfig
 
     tracker = PoseTracker(schema, TrackerConfig(mode=args.tracker))
-    smoother = PoseSmoother() if args.smooth else None
+    smoother = PoseSmoother(SMOOTHERS[args.smooth]) if args.smooth else None
     fps = source.fps or DEFAULT_FPS
 
     def track(frame: Frame, poses: list[Pose]) -> list[Pose]:
@@ -488,8 +492,12 @@ def add_predict_parser(sub: Any) -> None:
     )
     video.add_argument(
         "--smooth",
-        action="store_true",
-        help="One-Euro smoothing of each tracked person's keypoints (implies --track)",
+        nargs="?",
+        const="pose",
+        choices=SMOOTHER_PRESETS,
+        help="One-Euro smoothing of each tracked person's keypoints (implies --track): pose "
+        "(default: the cutoff follows the whole figure's speed) or demo (Lightweight OpenPose "
+        "demo's parameters, a speed per keypoint)",
     )
     p.set_defaults(func=_cmd_predict)
 
