@@ -3,24 +3,23 @@
 ``run_pipeline`` takes frames in batches of ``batch_size`` consecutive frames through three stages:
 
 1. read + preprocess: the next frames from the iterable; for a ``BottomUpPredictor`` also their
-   network input (``placement`` + ``prepare`` of each group of same-size frames);
-2. network: ``predictor.forward`` of each prepared group (torch and NumPy release the GIL in their
-   heavy operations, so this overlaps the other stages);
-3. decode + track + write: ``predictor.decode`` of each frame's maps, then ``track(frame, poses)``
-   and ``write(frame, poses)``, frame by frame in input order.
+   network inputs (``prepare_batch``: same-size frames grouped, an input per scale, mirrored
+   inputs with flip);
+2. network: ``run_batch``, the forward passes of each prepared group (torch and NumPy release the
+   GIL in their heavy operations, so this overlaps the other stages);
+3. decode + track + write: ``finish_batch`` (flip and scale averaging, decoding), then
+   ``track(frame, poses)`` and ``write(frame, poses)``, frame by frame in input order.
 
 Threaded (default), stages 1 and 2 run in their own threads and stage 3 in the caller's (where a
 window's ``imshow`` belongs and where Ctrl-C arrives), joined by bounded queues of ``queue_size``
 batches. Each stage runs in one thread and the queues are FIFO, so frames come out in input
 order. Sequential, the same three calls follow each other in the caller's thread: the reference
-that the threaded run matches float for float, since both split the frames into the same
-batches and groups as ``BottomUpPredictor.predict_batch`` does, and run the same calls on them.
+that the threaded run matches float for float, since ``BottomUpPredictor.predict_batch`` is
+those three calls too.
 
 Predictors that are not split (the network stage runs the predictor's whole call, preprocessing
 and decoding included; stage 1 only reads):
 
-- a ``BottomUpPredictor`` with ``flip`` or several ``scales``: ``predict_batch`` (its flip and
-  scale averaging sits between the forward passes and decoding, inside the predictor);
 - a top-down predictor (``family == "topdown"``: boxes, then crops): ``predict(image,
   image_id)`` per frame;
 - anything else: ``predict_batch`` of the batch's images.
@@ -51,11 +50,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Protocol
 
-import numpy as np
-
 from posekit.errors import ConfigError
-from posekit.inference.bottomup import BottomUpPredictor, Maps
-from posekit.inference.preprocess import check_image
+from posekit.inference.bottomup import BottomUpPredictor, PreparedGroup
 from posekit.media import Frame
 from posekit.structures import Pose
 
@@ -124,47 +120,23 @@ class _Stages(Protocol):
     def finish(self, frames: list[Frame], computed: Any) -> list[list[Pose]]: ...
 
 
-@dataclass(frozen=True, eq=False)
-class _Group:
-    """Same-size frames of a batch: their positions in it, their network input (stage 1) or
-    outputs (stage 2), and the affine output pixels -> image pixels."""
-
-    indices: tuple[int, ...]
-    data: Any
-    to_image: np.ndarray
-
-
 class _BottomUpStages:
-    """A single-scale, unflipped ``BottomUpPredictor`` split at ``forward``; the frames of a batch
-    are grouped by image shape in first-seen order, as ``predict_batch`` groups them."""
+    """A ``BottomUpPredictor`` split at its forward passes (``prepare_batch`` / ``run_batch`` /
+    ``finish_batch``, which ``predict_batch`` runs in a row): any scales, flip or not."""
 
     split = True
 
     def __init__(self, predictor: BottomUpPredictor) -> None:
         self.predictor = predictor
 
-    def prepare(self, frames: list[Frame]) -> list[_Group]:
-        images = [check_image(f.image) for f in frames]
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for i, image in enumerate(images):
-            by_shape.setdefault(image.shape, []).append(i)
-        groups = []
-        for shape, indices in by_shape.items():
-            place = self.predictor.placement((shape[1], shape[0]), self.predictor.scales[0])
-            inputs = self.predictor.prepare([images[i] for i in indices], place)
-            groups.append(_Group(tuple(indices), inputs, self.predictor.output_to_image(place)))
-        return groups
+    def prepare(self, frames: list[Frame]) -> list[PreparedGroup]:
+        return self.predictor.prepare_batch([f.image for f in frames])
 
-    def run(self, groups: list[_Group]) -> list[_Group]:
-        return [_Group(g.indices, self.predictor.forward(g.data), g.to_image) for g in groups]
+    def run(self, groups: list[PreparedGroup]) -> list[PreparedGroup]:
+        return self.predictor.run_batch(groups)
 
-    def finish(self, frames: list[Frame], groups: list[_Group]) -> list[list[Pose]]:
-        out: list[list[Pose]] = [[] for _ in frames]
-        for group in groups:
-            heatmaps, pafs = group.data
-            for j, i in enumerate(group.indices):
-                out[i] = self.predictor.decode(Maps(heatmaps[j], pafs[j], group.to_image))
-        return out
+    def finish(self, frames: list[Frame], groups: list[PreparedGroup]) -> list[list[Pose]]:
+        return self.predictor.finish_batch(len(frames), groups)
 
 
 class _WholeStages:
@@ -187,11 +159,7 @@ class _WholeStages:
 
 def _stages(predictor: Any) -> _Stages:
     """How ``predictor`` splits into stages (module docstring)."""
-    if (
-        isinstance(predictor, BottomUpPredictor)
-        and not predictor.flip
-        and len(predictor.scales) == 1
-    ):
+    if isinstance(predictor, BottomUpPredictor):
         return _BottomUpStages(predictor)
     if getattr(predictor, "family", None) == "topdown":
         return _WholeStages(lambda frames: [predictor.predict(f.image, f.image_id) for f in frames])

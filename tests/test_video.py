@@ -69,6 +69,21 @@ def _assert_same(a: list[list[Pose]], b: list[list[Pose]]) -> None:
             assert (x.score, x.track_id) == (y.score, y.track_id)
 
 
+def test_flip_and_scales_are_split_too_and_match_predict_batch(video):
+    """A flip-test, two-scale predictor runs split (its averaging in stage 3) and gives
+    ``predict_batch``'s poses; ``maps`` of one image is the same averaging."""
+    predictor = load_model(CHECKPOINT).predictor(input_height=192, flip=True, scales=(1.0, 0.75))
+    write = _Recorder()
+    stats = run_pipeline(open_source(video), predictor, write=write, batch_size=BATCH)
+    assert stats.split and stats.threaded and stats.frames == FRAMES
+    images = [f.image for f in write.frames]
+    batched = [p for i in range(0, FRAMES, BATCH)
+               for p in predictor.predict_batch(images[i : i + BATCH])]  # fmt: skip
+    _assert_same(write.poses, batched)
+    assert sum(map(len, batched)) >= FRAMES
+    _assert_same([predictor.decode(predictor.maps(images[0]))], [batched[0]])
+
+
 def _frames_until(video, fail_at: int):
     """The video's frames, raising OSError where frame ``fail_at`` would come."""
     for frame in open_source(video):

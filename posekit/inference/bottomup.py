@@ -16,9 +16,11 @@ The network runs behind a ``Runtime`` (``inference.runtime``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +33,23 @@ from posekit.structures import InputSpec, Pose
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BottomUpPredictor", "Maps"]
+__all__ = ["BottomUpPredictor", "Maps", "PreparedGroup"]
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedGroup:
+    """Same-size images of a batch on their way through ``BottomUpPredictor``'s stages.
+
+    Attributes:
+        indices: their positions in the batch.
+        data: per scale, largest first: the network input (B or 2B with flip, H, W, 3) after
+            ``prepare_batch``, the network's ``(heatmaps, pafs)`` after ``run_batch``.
+        to_image: per scale, the (2, 3) affine output pixels -> image pixels.
+    """
+
+    indices: tuple[int, ...]
+    data: tuple[Any, ...]
+    to_image: tuple[np.ndarray, ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,14 +130,60 @@ class BottomUpPredictor:
         heatmaps, pafs = self.runtime.run(batch)
         return heatmaps, pafs
 
-    def _batch_maps(self, images: Sequence[np.ndarray], scale: float) -> list[Maps]:
-        """Maps of same-size images at one scale (flip averaged), each in its own output frame."""
-        h, w = images[0].shape[:2]
-        place = self.placement((w, h), scale)
-        heatmaps, pafs = self.forward(self.prepare(images, place))
-        to_image = self.output_to_image(place)
+    # ------------------------------------------------------------------ stages
+    def prepare_batch(self, images: Sequence[np.ndarray]) -> list[PreparedGroup]:
+        """Stage 1 of ``predict_batch``: images of the same size grouped (first-seen order), each
+        group's network input per scale (mirrored inputs after the originals with ``flip``)."""
+        images = [check_image(im) for im in images]
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(i)
+        order = sorted(self.scales, reverse=True)  # the largest scale's frame is the reference
+        groups = []
+        for shape, indices in by_shape.items():
+            places = [self.placement((shape[1], shape[0]), scale) for scale in order]
+            inputs = tuple(self.prepare([images[i] for i in indices], p) for p in places)
+            to_image = tuple(self.output_to_image(p) for p in places)
+            groups.append(PreparedGroup(tuple(indices), inputs, to_image))
+        return groups
+
+    def run_batch(self, groups: Sequence[PreparedGroup]) -> list[PreparedGroup]:
+        """Stage 2: the groups with the network's outputs in place of their inputs."""
+        return [dataclasses.replace(g, data=tuple(self.forward(x) for x in g.data)) for g in groups]
+
+    def finish_batch(self, count: int, groups: Sequence[PreparedGroup]) -> list[list[Pose]]:
+        """Stage 3: poses of the ``count`` images of the run groups (flip and scales averaged)."""
+        out: list[list[Pose]] = [[] for _ in range(count)]
+        for group in groups:
+            for i, maps in zip(group.indices, self._group_maps(group), strict=True):
+                out[i] = self.decode(maps)
+        return out
+
+    def _group_maps(self, group: PreparedGroup) -> list[Maps]:
+        """Averaged maps of a run group's images, in the largest scale's output frame."""
+        n = len(group.indices)
+        per_scale = [self._unflipped(outputs, n, to_image)
+                     for outputs, to_image in zip(group.data, group.to_image, strict=True)]  # fmt: skip
+        ref = per_scale[0]
+        if len(per_scale) == 1:
+            return ref
+        acc_h = [m.heatmaps.copy() for m in ref]
+        acc_p = [m.pafs.copy() for m in ref]
+        for maps in per_scale[1:]:
+            for i, m in enumerate(maps):
+                # this scale's output frame -> the reference output frame
+                to_ref = compose_affine(invert_affine(ref[i].to_image), m.to_image)
+                size = (ref[i].heatmaps.shape[2], ref[i].heatmaps.shape[1])
+                acc_h[i] += warp_maps(m.heatmaps, to_ref, size)
+                acc_p[i] += warp_maps(m.pafs, to_ref, size)
+        k = np.float32(1.0 / len(per_scale))
+        return [Maps(h * k, p * k, r.to_image) for h, p, r in zip(acc_h, acc_p, ref, strict=True)]
+
+    def _unflipped(self, outputs: tuple[np.ndarray, np.ndarray], n: int,
+                   to_image: np.ndarray) -> list[Maps]:  # fmt: skip
+        """Maps of ``n`` images at one scale, each averaged with its mirror's with ``flip``."""
+        heatmaps, pafs = outputs
         out = []
-        n = len(images)
         for i in range(n):
             hm, pf = heatmaps[i], pafs[i]
             if self.flip:
@@ -131,25 +195,8 @@ class BottomUpPredictor:
     # ------------------------------------------------------------------ maps
     def maps(self, image_bgr: np.ndarray) -> Maps:
         """Averaged maps of one (H, W, 3) uint8 BGR image, in the largest scale's output frame."""
-        return self._maps_batch([check_image(image_bgr)])[0]
-
-    def _maps_batch(self, images: Sequence[np.ndarray]) -> list[Maps]:
-        """``maps`` of same-size images, one forward pass per scale."""
-        order = sorted(range(len(self.scales)), key=lambda i: -self.scales[i])
-        ref = self._batch_maps(images, self.scales[order[0]])
-        if len(order) == 1:
-            return ref
-        acc_h = [m.heatmaps.copy() for m in ref]
-        acc_p = [m.pafs.copy() for m in ref]
-        for i in order[1:]:
-            for n, m in enumerate(self._batch_maps(images, self.scales[i])):
-                # this scale's output frame -> the reference output frame
-                to_ref = compose_affine(invert_affine(ref[n].to_image), m.to_image)
-                size = (ref[n].heatmaps.shape[2], ref[n].heatmaps.shape[1])
-                acc_h[n] += warp_maps(m.heatmaps, to_ref, size)
-                acc_p[n] += warp_maps(m.pafs, to_ref, size)
-        k = np.float32(1.0 / len(order))
-        return [Maps(h * k, p * k, r.to_image) for h, p, r in zip(acc_h, acc_p, ref, strict=True)]
+        (group,) = self.run_batch(self.prepare_batch([image_bgr]))
+        return self._group_maps(group)[0]
 
     # ------------------------------------------------------------------ poses
     def decode(self, maps: Maps) -> list[Pose]:
@@ -163,14 +210,6 @@ class BottomUpPredictor:
         return self.decode(self.maps(image_bgr))
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[list[Pose]]:
-        """Poses of several images, in order. Images of the same size share forward passes."""
-        images = [check_image(im) for im in images]
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, image in enumerate(images):
-            groups.setdefault(image.shape, []).append(i)
-        out: list[list[Pose]] = [[] for _ in images]
-        for indices in groups.values():
-            maps = self._maps_batch([images[i] for i in indices])
-            for i, m in zip(indices, maps, strict=True):
-                out[i] = self.decode(m)
-        return out
+        """Poses of several images, in order. Images of the same size share forward passes
+        (the three stages in a row; ``posekit.video`` runs them in threads)."""
+        return self.finish_batch(len(images), self.run_batch(self.prepare_batch(images)))
