@@ -30,7 +30,7 @@ VIDEO_BATCH = 4
 benchmarks/predict_speed.py); images and webcams go one at a time."""
 
 SMOOTHER_PRESETS = ("pose", "demo")
-"""``--smooth`` values: the keys of ``posekit.tracking.SMOOTHERS`` (not imported here: tracking
+"""``--smoother`` values: the keys of ``posekit.tracking.SMOOTHERS`` (not imported here: tracking
 loads scipy.optimize, which ``posekit predict`` without ``--track`` must not wait for)."""
 
 
@@ -197,7 +197,7 @@ def _tracking(args: argparse.Namespace, source: FrameSource, schema: Any) -> Any
     from posekit.tracking import SMOOTHERS, PoseSmoother, PoseTracker, TrackerConfig
 
     tracker = PoseTracker(schema, TrackerConfig(mode=args.tracker))
-    smoother = PoseSmoother(SMOOTHERS[args.smooth]) if args.smooth else None
+    smoother = PoseSmoother(SMOOTHERS[args.smoother]) if args.smooth else None
     fps = source.fps or DEFAULT_FPS
 
     def track(frame: Frame, poses: list[Pose]) -> list[Pose]:
@@ -492,12 +492,15 @@ def add_predict_parser(sub: Any) -> None:
     )
     video.add_argument(
         "--smooth",
-        nargs="?",
-        const="pose",
+        action="store_true",
+        help="One-Euro smoothing of each tracked person's keypoints (implies --track)",
+    )
+    video.add_argument(
+        "--smoother",
         choices=SMOOTHER_PRESETS,
-        help="One-Euro smoothing of each tracked person's keypoints (implies --track): pose "
-        "(default: the cutoff follows the whole figure's speed) or demo (Lightweight OpenPose "
-        "demo's parameters, a speed per keypoint)",
+        default="pose",
+        help="with --smooth: pose (default: the cutoff follows the whole figure's speed) or demo "
+        "(Lightweight OpenPose demo's parameters, a speed per keypoint)",
     )
     p.set_defaults(func=_cmd_predict)
 

@@ -470,10 +470,10 @@ class SmootherConfig:
 
 DEMO_SMOOTHER = SmootherConfig(min_cutoff=1.0, beta=0.05, d_cutoff=1.0, shared_speed=False)
 """Lightweight OpenPose demo's smoothing (``OneEuroFilter``'s defaults, a speed per value):
-``posekit predict --smooth demo``."""
+``posekit predict --smooth --smoother demo``."""
 
 SMOOTHERS = {"pose": SmootherConfig(), "demo": DEMO_SMOOTHER}
-"""``posekit predict --smooth`` presets: ``pose`` (the default) and ``demo``."""
+"""``posekit predict --smooth --smoother NAME`` presets: ``pose`` (the default) and ``demo``."""
 
 
 @dataclass(eq=False)

@@ -34,12 +34,12 @@ def test_synth_video_writes_clips_with_track_ids(clips):
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
 
 
-@pytest.mark.parametrize("tracker", ["oks", "greedy"])
-def test_predict_tracks_people_through_a_video(clips, tracker, tmp_path, capsys):
+@pytest.mark.parametrize(("tracker", "smoother"), [("oks", "pose"), ("greedy", "demo")])
+def test_predict_tracks_people_through_a_video(clips, tracker, smoother, tmp_path, capsys):
     video = clips / "videos/clip_001.mp4"
     out = tmp_path / "out"
     argv = ["predict", str(video), "--checkpoint", str(CHECKPOINT), "--track", "--smooth",
-            "--tracker", tracker, "--json", str(tmp_path / "r.json"), "--out", str(out),
+            "--smoother", smoother, "--tracker", tracker, "--json", str(tmp_path / "r.json"), "--out", str(out),
             "--height", "192"]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err
     results = json.loads((tmp_path / "r.json").read_text())
@@ -59,3 +59,11 @@ def test_track_needs_a_video(tmp_path, capsys):
             "--json", str(tmp_path / "r.json")]  # fmt: skip
     assert main(argv) == 2
     assert "--track / --smooth follow people through a video" in capsys.readouterr().err
+
+
+def test_an_unknown_smoother_is_refused(clips, tmp_path, capsys):
+    argv = ["predict", str(clips / "videos/clip_001.mp4"), "--checkpoint", str(CHECKPOINT),
+            "--smooth", "--smoother", "kalman", "--json", str(tmp_path / "r.json")]  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "invalid choice: 'kalman'" in capsys.readouterr().err
