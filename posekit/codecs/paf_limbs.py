@@ -283,14 +283,14 @@ def _max_assignment(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     solved exactly: by enumerating every matching when there are at most ``EXHAUSTIVE_MAX`` of
     them (contested limbs of a few people), else by ``scipy.optimize.linear_sum_assignment``
     (imported only then)."""
+    scoring = []  # the rows, then the columns, that score anything
     for axis in (1, 0):
-        scores = weights.max(axis=axis)
         best = weights.argmax(axis=axis)
-        live = np.flatnonzero(scores > 0)
+        live = np.flatnonzero(weights.max(axis=axis) > 0)
         if len(np.unique(best[live])) == len(live):
             return (live, best[live]) if axis == 1 else (best[live], live)
-    rows = np.flatnonzero(weights.max(axis=1) > 0)
-    cols = np.flatnonzero(weights.max(axis=0) > 0)
+        scoring.append(live)
+    rows, cols = scoring
     small, large = sorted((len(rows), len(cols)))
     if math.perm(large, small) <= EXHAUSTIVE_MAX:
         sub = weights[np.ix_(rows, cols)]

@@ -4,8 +4,9 @@ A run is training iterations and validations. The clock times both as they happe
 what is left as ``remaining iterations x seconds per iteration + remaining validations x seconds
 per validation``. Seconds per iteration is the mean over the iterations timed so far after the
 first ``warmup`` of each epoch (starting the data workers and the first steps' memory allocation
-make those slower than the rest; epochs too short for that use every step); a validation not yet timed is guessed as ``val_guess_iters``
-iterations (a validation pass over a hundred images costs about as much as ten to twenty steps).
+make those slower than the rest; epochs too short for that use every step); a validation not yet
+timed is guessed as ``val_guess_iters`` iterations (a validation pass over a hundred images costs
+about as much as ten to twenty steps).
 
 Shown to the user as the epoch bar's ``run ETA`` and in the log line of each epoch.
 """
