@@ -50,6 +50,11 @@ bound on time and memory, (pairs, K, K) arrays, that only noisy maps with hundre
 reach (perfect maps of 50 people leave at most 66 pairs after the cheap distance test; maps of
 uniform noise decode in 0.5 s instead of 2 s with a bound of 20,000)."""
 
+_MERGE_ELEMENTS = 1_000_000
+"""...and at most this many (pair, type, type) cells: the types are those found in the pairs
+examined, so schemas of many keypoints (whole-body 133, DeepFashion2's 294) examine fewer pairs
+per round instead of building arrays of gigabytes (COCO's 17 types keep the 2,000)."""
+
 
 def assemble(connections: LimbPairs, peaks: Peaks, num_types: int) -> np.ndarray:
     """Instances from matched connections: ``(C, K)`` int64 peak index per type, -1 when absent."""
@@ -130,6 +135,7 @@ def merge_fragments(
     """
     if reach <= 0:
         return slots
+    k_on_limbs = len(np.unique(np.concatenate([limb_src, limb_dst])))  # _path_bounds' size
     while len(slots) > 1:
         found = slots >= 0
         pos = np.where(found[..., None], xy[np.maximum(slots, 0)], np.float32(np.nan))  # (C,K,2)
@@ -152,28 +158,20 @@ def merge_fragments(
             ci, cj, pair_scale, gap = ci[ok], cj[ok], pair_scale[ok], gap[ok]
         if len(ci) == 0:
             break
-        if len(ci) > _MAX_MERGE_PAIRS:  # noise: keep the pairs closest by the cheap test
-            closest = np.argpartition(gap / pair_scale, _MAX_MERGE_PAIRS)[:_MAX_MERGE_PAIRS]
-            ci, cj, pair_scale = ci[closest], cj[closest], pair_scale[closest]
-        dist = np.sqrt(((pos[ci][:, :, None] - pos[cj][:, None, :]) ** 2).sum(axis=3))  # (M,K,K)
-        valid = ~np.isnan(dist)
-        # feasible: every keypoint pair is within reach of its path bound; first the loose
-        # bound (every limb as long as the longest found), then the exact one on the survivors
-        spread = np.where(valid, dist / hops, -np.inf).max(axis=(1, 2)) / pair_scale
-        ok = spread <= reach
-        sel = np.nonzero(ok)[0]
-        bound = _path_bounds(
-            limbs[ci[sel]], limbs[cj[sel]], pair_scale[sel], limb_mirror, limb_src, limb_dst, hops
-        )
-        excess = np.where(valid[sel], dist[sel] - reach * bound, -np.inf).max(axis=(1, 2))
-        ok[sel] = excess <= 1e-6 * pair_scale[sel]
-        # preference: distance over hops of the pair closest in the skeleton (most constraining)
-        near_hops = np.where(valid, hops, np.inf).min(axis=(1, 2))
-        nearest = valid & (hops == near_hops[:, None, None])
-        ratio = np.where(nearest, dist, np.inf).min(axis=(1, 2)) / near_hops / pair_scale
-        ci, cj, ratio = ci[ok], cj[ok], ratio[ok]
-        if len(ci) == 0:
+        # the exact test in batches of the pairs closest by the cheap one, until one passes:
+        # (M, T, T) arrays, T the types found in the batch's pairs, of a bounded size
+        order = np.argsort(gap / pair_scale, kind="stable")
+        width = max(len(_types_of(found, ci, cj)), k_on_limbs)
+        cap = min(_MAX_MERGE_PAIRS, max(1, _MERGE_ELEMENTS // width**2))
+        for first in range(0, len(order), cap):
+            batch = order[first : first + cap]
+            ok, ratio = _feasible(pos, found, limbs, ci[batch], cj[batch], pair_scale[batch],
+                                  hops, reach, limb_mirror, limb_src, limb_dst)  # fmt: skip
+            if ok.any():
+                break
+        else:
             break
+        ci, cj, ratio = ci[batch][ok], cj[batch][ok], ratio[ok]
         # Mutual best on unique ranks (ties broken by pair order): each instance's best partner
         # must choose it back; the best pair overall always does, so every round merges.
         rank = np.empty(len(ci), dtype=np.int64)
@@ -208,6 +206,50 @@ def _supported(
     return ok
 
 
+def _feasible(
+    pos: np.ndarray,
+    found: np.ndarray,
+    limbs: np.ndarray,
+    ci: np.ndarray,
+    cj: np.ndarray,
+    pair_scale: np.ndarray,
+    hops: np.ndarray,
+    reach: float,
+    limb_mirror: np.ndarray | None,
+    limb_src: np.ndarray,
+    limb_dst: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(M,) bool: instance pairs (``ci``, ``cj``) that may be one person (every keypoint pair of
+    the union within ``reach`` of its path bound), and (M,) the preference of each (distance
+    over hops of its pair of types closest in the skeleton, per ``pair_scale``; lower first).
+    ``pos`` (C, K, 2) NaN where not found, ``found`` (C, K), ``limbs`` (C, L) limb lengths."""
+    types = _types_of(found, ci, cj)
+    sub_hops = hops[np.ix_(types, types)]
+    pos_i, pos_j = pos[ci][:, types], pos[cj][:, types]
+    dist = np.sqrt(((pos_i[:, :, None] - pos_j[:, None, :]) ** 2).sum(axis=3))  # (M, T, T)
+    valid = ~np.isnan(dist)
+    # first the loose bound (every limb as long as the longest found), then the exact one on
+    # the survivors
+    spread = np.where(valid, dist / sub_hops, -np.inf).max(axis=(1, 2)) / pair_scale
+    ok = spread <= reach
+    sel = np.nonzero(ok)[0]
+    bound = _path_bounds(
+        limbs[ci[sel]], limbs[cj[sel]], pair_scale[sel], limb_mirror, limb_src, limb_dst, hops,
+        types,
+    )  # fmt: skip
+    excess = np.where(valid[sel], dist[sel] - reach * bound, -np.inf).max(axis=(1, 2))
+    ok[sel] = excess <= 1e-6 * pair_scale[sel]
+    near_hops = np.where(valid, sub_hops, np.inf).min(axis=(1, 2))
+    nearest = valid & (sub_hops == near_hops[:, None, None])
+    ratio = np.where(nearest, dist, np.inf).min(axis=(1, 2)) / near_hops / pair_scale
+    return ok, ratio
+
+
+def _types_of(found: np.ndarray, ci: np.ndarray, cj: np.ndarray) -> np.ndarray:
+    """Sorted keypoint types found in any instance of the pairs (``ci``, ``cj``)."""
+    return np.nonzero(found[ci].any(axis=0) | found[cj].any(axis=0))[0]
+
+
 def _path_bounds(
     limbs_a: np.ndarray,
     limbs_b: np.ndarray,
@@ -216,13 +258,16 @@ def _path_bounds(
     limb_src: np.ndarray,
     limb_dst: np.ndarray,
     hops: np.ndarray,
+    types: np.ndarray,
 ) -> np.ndarray:
-    """(M, K, K) longest possible distance between keypoint types of the union of M instance pairs.
+    """(M, T, T) longest possible distance between the keypoint ``types`` (T) of the union of M
+    instance pairs.
 
     Args:
         limbs_a, limbs_b: (M, L) limb lengths found in each instance of a pair (NaN: not found).
         pair_scale: (M,) longest limb found in either: the length of a limb nothing bounds.
         limb_mirror, limb_src, limb_dst, hops: as in :func:`merge_fragments`.
+        types: the keypoint types wanted (the paths run over every type on a limb).
 
     Returns:
         Shortest skeleton paths (Floyd-Warshall, vectorized over the pairs) with each limb weighted
@@ -235,13 +280,24 @@ def _path_bounds(
     if limb_mirror is not None:
         mirrored = np.where(limb_mirror >= 0, found[:, np.maximum(limb_mirror, 0)], np.nan)
         weight = np.where(np.isnan(found), np.fmin(_MIRROR_SLACK * mirrored, scale), weight)
-    k = len(hops)
-    paths = np.full((len(found), k, k), np.inf, dtype=np.float32)
-    paths[:, limb_src, limb_dst] = weight
-    paths[:, limb_dst, limb_src] = weight
-    for via in range(k):
+    # only types on a limb have paths, and only those on two or more lie inside one (a leaf is
+    # an end): a schema of many keypoints with few limbs (DeepFashion2's 294) stays cheap
+    nodes, degree = np.unique(np.concatenate([limb_src, limb_dst]), return_counts=True)
+    at = np.searchsorted(nodes, [limb_src, limb_dst])
+    n = len(nodes)
+    paths = np.full((len(found), n, n), np.inf, dtype=np.float32)
+    paths[:, at[0], at[1]] = weight
+    paths[:, at[1], at[0]] = weight
+    for via in np.nonzero(degree >= 2)[0]:
         np.minimum(paths, paths[:, :, via, None] + paths[:, None, via, :], out=paths)
-    return np.where(np.isfinite(paths), paths, hops * pair_scale[:, None, None])
+    out = hops[np.ix_(types, types)] * pair_scale[:, None, None]
+    # the wanted types that lie on a limb: their rows / columns in ``paths`` and in ``out``
+    on_limb = np.isin(types, nodes)
+    rows, there = np.searchsorted(nodes, types[on_limb]), np.nonzero(on_limb)[0]
+    block = paths[:, rows][:, :, rows]
+    cells = np.ix_(np.arange(len(found)), there, there)
+    out[cells] = np.where(np.isfinite(block), block, out[cells])
+    return out
 
 
 def limb_mirrors(limb_src: np.ndarray, limb_dst: np.ndarray, flip_index: np.ndarray) -> np.ndarray:

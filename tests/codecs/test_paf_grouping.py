@@ -174,3 +174,45 @@ def test_fragment_goes_to_the_closer_of_two_hosts():
     slots = np.array([[0, 1, -1], [2, 3, -1], [-1, -1, 4]])
     merged = paf_grouping.merge_fragments(slots.copy(), xy, _chain_hops(3), src, dst, 1.0)
     np.testing.assert_array_equal(merged, [[0, 1, -1], [2, 3, 4]])
+
+
+def test_path_bounds_of_some_types_are_those_of_all_types():
+    # a tree 0-1-2, 1-3, 3-4 plus types 5 and 6 on no limb; random found limb lengths
+    rng = np.random.default_rng(0)
+    src, dst = np.array([0, 1, 1, 3]), np.array([1, 2, 3, 4])
+    hops = paf_grouping.skeleton_hops(7, src, dst)
+    mirror = np.array([-1, 2, 1, -1])
+    limbs_a = np.where(rng.random((5, 4)) < 0.5, rng.uniform(5, 20, (5, 4)), np.nan)
+    limbs_b = np.where(np.isnan(limbs_a) & (rng.random((5, 4)) < 0.5), 9.0, np.nan)
+    scale = np.fmax(np.nanmax(np.fmax(limbs_a, limbs_b), axis=1, initial=0), 1.0)
+    every = np.arange(7)
+    full = paf_grouping._path_bounds(limbs_a, limbs_b, scale, mirror, src, dst, hops, every)
+    assert np.isfinite(full[:, 0, 4]).all() and (full[:, 0, 4] <= 3 * scale + 1e-6).all()
+    np.testing.assert_allclose(full[:, 5, 6], hops[5, 6] * scale)  # no limb: hops x scale
+    for types in ([0, 4], [2, 5, 6], [1, 2, 3, 4], [6]):
+        part = paf_grouping._path_bounds(
+            limbs_a, limbs_b, scale, mirror, src, dst, hops, np.array(types)
+        )
+        np.testing.assert_allclose(part, full[:, types][:, :, types])
+
+
+def test_many_types_examine_fewer_pairs_per_round_and_still_merge(monkeypatch):
+    # 40 single-keypoint fragments of a 60-type chain: an element budget of 4 pairs per batch
+    # (batches until one holds a feasible pair) merges about as far as all pairs at once
+    k = 60
+    src, dst = np.arange(k - 1), np.arange(1, k)
+    hops = paf_grouping.skeleton_hops(k, src, dst)
+    rng = np.random.default_rng(1)
+    types = rng.permutation(k)[:40]
+    xy = rng.uniform(0, 400, (40, 2)).astype(np.float32)
+    slots = np.full((40, k), -1)
+    slots[np.arange(40), types] = np.arange(40)
+    wide = paf_grouping.merge_fragments(slots.copy(), xy, hops, src, dst, 1.0, lone_scale=30.0)
+    monkeypatch.setattr(paf_grouping, "_MERGE_ELEMENTS", 4 * k * k)
+    narrow = paf_grouping.merge_fragments(slots.copy(), xy, hops, src, dst, 1.0, lone_scale=30.0)
+    assert abs(len(narrow) - len(wide)) <= 2
+    for out in (wide, narrow):
+        assert 1 < len(out) < 40  # some, not all, merged
+        peaks = np.sort(out[out >= 0])
+        np.testing.assert_array_equal(peaks, np.arange(40))  # every peak in exactly one
+        assert ((out >= 0).sum(axis=1) >= 1).all()
