@@ -160,6 +160,16 @@ def _cmd_schema(args: argparse.Namespace) -> int:
             print(f"error: {args.from_coco}: no keypoint category found", file=sys.stderr)
             return 2
         schema = KeypointSchema.from_coco(cats[0], drop_invalid_limbs=args.drop_invalid_limbs)
+        if args.learn_skeleton:
+            from posekit.data.coco import CocoKeypointDataset
+
+            data = CocoKeypointDataset(args.from_coco, ".", schema=schema, check_images="none",
+                                       category_id=cats[0].get("id"), strict=False)  # fmt: skip
+            schema = data.with_learned_skeleton()
+    elif args.learn_skeleton:
+        print("error: --learn-skeleton needs --from-coco (the instances to learn from)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     else:
         schema = KeypointSchema.load(args.name)
     print(schema.describe())
@@ -236,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--drop-invalid-limbs",
         action="store_true",
         help="with --from-coco: leave out skeleton pairs out of range (warned) instead of failing",
+    )
+    p.add_argument(
+        "--learn-skeleton",
+        action="store_true",
+        help="with --from-coco: limbs learned from the file's labelled instances instead of its "
+        "skeleton (what `posekit train` does for a bottom-up model when the schema has none)",
     )
     p.add_argument("--out", help="write the schema as YAML")
     p.add_argument("--json", action="store_true", help="print the schema as JSON")

@@ -34,6 +34,7 @@ __all__ = [
     "grouping_order",
     "half_body_split",
     "paf_flip",
+    "skeleton_from_data",
 ]
 
 
@@ -98,10 +99,11 @@ def grouping_order(
         logger.warning("schema %r has no skeleton: drawing and bottom-up grouping need limbs", name)
     elif len(components) > 1:
         logger.warning(
-            "schema %r: skeleton is not connected (%d parts); each part gets its own root: %s",
+            "schema %r: skeleton is not connected (%d parts); each part gets its own root: %s%s",
             name,
             len(components),
-            [keypoints[r] for r in roots],
+            ", ".join(keypoints[r] for r in roots[:12]),
+            f", ... ({len(roots) - 12} more)" if len(roots) > 12 else "",
         )
     if limb_order == "given":
         return _given_order(keypoints, skeleton, root), tuple(roots)
@@ -288,3 +290,98 @@ def given_halves(
     if both:
         raise SchemaError(f"upper and lower share {[keypoints[i] for i in both]}")
     return halves[0], halves[1]
+
+
+SKELETON_QUANTILE = 0.8
+"""``skeleton_from_data`` scores a pair of keypoints by this quantile of their distance (relative
+to the instance's size): short *and* steady (a forearm, not two knees that are near only while
+the legs are together)."""
+
+MAX_DERIVE_INSTANCES = 5000
+"""``skeleton_from_data`` reads at most this many instances (evenly spaced)."""
+
+
+def skeleton_from_data(
+    keypoints: np.ndarray,
+    scales: np.ndarray,
+    flip: Sequence[int],
+    *,
+    min_shared: float = 0.5,
+) -> tuple[tuple[int, int], ...]:
+    """A skeleton learned from labelled instances, for schemas that come without one.
+
+    Kruskal's minimum spanning forest over keypoint pairs, a pair's cost being the
+    ``SKELETON_QUANTILE`` quantile of its distance divided by the instance's scale, over the
+    instances that label both. Left/right mirror pairs (``flip``) are taken together, pooled,
+    so the skeleton is mirror-symmetric (the flip test of PAF models needs that); a mirror pair
+    is added when either of its limbs joins two parts, so it may close a loop (an ``extra``
+    limb). A pair labelled together in fewer than ``min_shared`` of the instances of its rarer
+    keypoint is not a limb; keypoints never labelled stay unconnected.
+
+    Args:
+        keypoints: (N, K, 3) x, y, v (v > 0: labelled), any pixels.
+        scales: (N,) instance sizes in the same pixels (e.g. the square root of the box area);
+            instances with a scale <= 0 are left out.
+        flip: the schema's ``flip_index``.
+
+    Returns:
+        Limbs as 0-based (a, b) pairs with a < b, in the order added (cheapest first).
+    """
+    kpts = np.asarray(keypoints, np.float64)
+    scales = np.asarray(scales, np.float64).reshape(-1)
+    if kpts.ndim != 3 or kpts.shape[2] != 3 or len(scales) != len(kpts):
+        raise SchemaError(
+            f"skeleton_from_data: expected (N, K, 3) keypoints and (N,) scales, got "
+            f"{kpts.shape} and {scales.shape}"
+        )
+    k = kpts.shape[1]
+    flip = tuple(int(f) for f in flip)
+    if len(flip) != k:
+        raise SchemaError(f"skeleton_from_data: flip index of {len(flip)} for {k} keypoints")
+    keep = np.isfinite(scales) & (scales > 0)
+    kpts, scales = kpts[keep], scales[keep]
+    if len(kpts) > MAX_DERIVE_INSTANCES:
+        pick = np.linspace(0, len(kpts) - 1, MAX_DERIVE_INSTANCES).round().astype(int)
+        kpts, scales = kpts[pick], scales[pick]
+    labelled = kpts[..., 2] > 0
+    counts = labelled.sum(axis=0)
+    # every pair's relative distances (NaN where not both labelled), one column per pair
+    rows, cols = np.triu_indices(k, 1)
+    both = labelled[:, rows] & labelled[:, cols]
+    gap = np.linalg.norm(kpts[:, rows, :2] - kpts[:, cols, :2], axis=-1) / scales[:, None]
+    gap = np.where(both, gap, np.nan)
+    pair_of = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(rows, cols, strict=True))}
+
+    def column(a: int, b: int) -> np.ndarray:
+        return gap[:, pair_of[(min(a, b), max(a, b))]]
+
+    orbits: dict[tuple[tuple[int, int], ...], float] = {}
+    for a, b in pair_of:
+        mirror = tuple(sorted((flip[a], flip[b])))
+        if mirror[0] == mirror[1]:  # a keypoint and its own mirror partner: no mirror limb
+            mirror = (a, b)
+        orbit = tuple(sorted({(a, b), mirror}))
+        if orbit in orbits:
+            continue
+        pooled = np.concatenate([column(*edge) for edge in orbit])
+        shared = np.isfinite(pooled).sum() / len(orbit)
+        rarer = min(counts[i] for edge in orbit for i in edge)
+        if shared < 1 or shared < min_shared * rarer:
+            continue
+        orbits[orbit] = float(np.nanquantile(pooled, SKELETON_QUANTILE))
+    parent = list(range(k))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    limbs: list[tuple[int, int]] = []
+    for orbit in sorted(orbits, key=lambda o: (orbits[o], o)):
+        if all(find(a) == find(b) for a, b in orbit):
+            continue
+        for a, b in orbit:
+            parent[find(a)] = find(b)
+            limbs.append((a, b))
+    return tuple(limbs)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from posekit import KeypointSchema
 from posekit.cli import main
 from tests.shared_sets import SHARED_SETS
 
@@ -112,6 +113,21 @@ def test_schema_command(shared_data, tmp_path, capsys):
     assert main(["schema", str(out_yaml)]) == 0
     assert main(["schema", "no_such_schema"]) == 2
     assert "neither a built-in" in capsys.readouterr().err
+
+
+def test_schema_command_learns_a_skeleton_for_a_file_without_one(shared_data, tmp_path, capsys):
+    ann = shared_data / "custom/horse10/test_horse10.json"  # 22 keypoints, no skeleton
+    out_yaml = tmp_path / "horse.yaml"
+    assert (
+        main(["schema", "--from-coco", str(ann), "--learn-skeleton", "--out", str(out_yaml)]) == 0
+    )
+    learned = KeypointSchema.load(out_yaml)
+    assert learned.num_keypoints == 22 and learned.num_limbs >= 21 and len(learned.roots) == 1
+    names = {frozenset(learned.keypoints[i] for i in pair) for pair in learned.skeleton}
+    assert {"Nose", "Eye"} in names and {"Nearfrontfetlock", "Nearfrontfoot"} in names
+    capsys.readouterr()
+    assert main(["schema", "--learn-skeleton"]) == 2
+    assert "--learn-skeleton needs --from-coco" in capsys.readouterr().err
 
 
 def test_synth_then_check_data(tmp_path, capsys):

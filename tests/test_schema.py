@@ -348,3 +348,41 @@ def test_given_halves_are_checked_and_round_trip(tmp_path):
     ):
         with pytest.raises(SchemaError, match=message):
             KeypointSchema.from_dict({**base, **spec})
+
+
+def test_a_learned_skeleton_links_the_coco_bones_and_is_mirror_symmetric(shared_data):
+    from posekit.data.coco import CocoKeypointDataset
+
+    ds = CocoKeypointDataset(
+        shared_data / "coco_mini/annotations/person_keypoints_train2017.json",
+        shared_data / "coco_mini/images/train2017",
+        check_images="none",
+    )
+    learned = ds.with_learned_skeleton()
+    assert learned.keypoints == ds.schema.keypoints and learned.num_limbs >= 16
+    assert len(learned.roots) == 1 and learned.paf_flip is not None  # connected, flip test works
+    pairs = {frozenset(learned.keypoints[i] for i in p) for p in learned.skeleton}
+    for side in ("left", "right"):  # the steady bones of the arms and legs
+        for a, b in (("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"), ("knee", "ankle")):
+            assert frozenset((f"{side}_{a}", f"{side}_{b}")) in pairs
+    assert ds.schema.num_limbs == 19  # the dataset keeps its own
+
+
+def test_skeleton_from_data_leaves_unlabelled_keypoints_out_and_checks_shapes():
+    from posekit.errors import SchemaError
+    from posekit.schema_skeleton import skeleton_from_data
+
+    rng = np.random.default_rng(0)
+    # a chain of 4 points 10 px apart (+ noise), a 5th point never labelled
+    base = np.array([[0, 0], [10, 0], [20, 0], [30, 0], [0, 0]], float)
+    kpts = np.zeros((30, 5, 3))
+    kpts[:, :, :2] = base + rng.normal(0, 1, (30, 5, 2))
+    kpts[:, :4, 2] = 2
+    pairs = skeleton_from_data(kpts, np.full(30, 30.0), tuple(range(5)))
+    assert sorted(pairs) == [(0, 1), (1, 2), (2, 3)]
+    kpts[:, 3, 2] = np.arange(30) < 3  # type 3 labelled in 3 instances only: still linked
+    assert (2, 3) in skeleton_from_data(kpts, np.full(30, 30.0), tuple(range(5)))
+    with pytest.raises(SchemaError, match="scales"):
+        skeleton_from_data(kpts, np.ones(3), tuple(range(5)))
+    with pytest.raises(SchemaError, match="flip index"):
+        skeleton_from_data(kpts, np.ones(30), (0, 1))

@@ -177,7 +177,10 @@ class PafCodec:
             )
         if self.schema.num_limbs == 0:
             raise SchemaError(
-                f"schema '{self.schema.name}' has no skeleton: PAF grouping needs limbs"
+                f"schema '{self.schema.name}' has no skeleton: PAF grouping needs limbs. Give "
+                f"them in a schema YAML ('skeleton: [[a, b], ...]') or learn them from labelled "
+                f"data: `posekit schema --from-coco FILE.json --learn-skeleton --out FILE.yaml` "
+                f"(`posekit train` does that itself for a schema without limbs)"
             )
         set_ = object.__setattr__
         set_(self, "_limb_src", np.array([limb.src for limb in self.schema.limbs], dtype=np.int64))

@@ -16,6 +16,7 @@ negatives).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ from pycocotools import mask as mask_utils
 from posekit.data.images import read_image
 from posekit.errors import DatasetError, SchemaError
 from posekit.schema import KeypointSchema
+from posekit.schema_skeleton import skeleton_from_data
 
 logger = logging.getLogger(__name__)
 
@@ -333,6 +335,46 @@ class CocoKeypointDataset:
     def num_instances(self) -> int:
         """Instances with at least one labeled keypoint, over all images."""
         return sum(r.num_instances for r in self.records)
+
+    def with_learned_skeleton(self) -> KeypointSchema:
+        """The schema with a skeleton learned from this file's labelled instances
+        (``schema_skeleton.skeleton_from_data``, instance size: the square root of the box area),
+        for a schema that has none (a bottom-up model needs limbs). Logs the limbs; the dataset
+        keeps its own schema. DatasetError when no instance has two labelled keypoints."""
+        kpts = [r.keypoints for r in self.records if len(r.keypoints)]
+        if not kpts:
+            raise DatasetError(f"{self.ann_file}: no labelled instance to learn a skeleton from")
+        keypoints = np.concatenate(kpts)
+        boxes = np.concatenate([r.boxes for r in self.records if len(r.keypoints)])
+        scales = np.sqrt(np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1))
+        pairs = skeleton_from_data(keypoints, scales, self.schema.flip_index)
+        if not pairs:
+            raise DatasetError(
+                f"{self.ann_file}: no two keypoints of schema '{self.schema.name}' are labelled "
+                f"together in its instances, so no skeleton can be learned; give one in a schema "
+                f"YAML (--schema FILE.yaml, 'skeleton: [[a, b], ...]')"
+            )
+        names = self.schema.keypoints
+        reached = {i for pair in pairs for i in pair}
+        logger.info(
+            "schema '%s' has no skeleton: learned %d limbs from the %d instances of %s (pairs of "
+            "keypoints whose distance is short and steady, mirror-symmetric): %s%s",
+            self.schema.name,
+            len(pairs),
+            len(keypoints),
+            self.ann_file,
+            ", ".join(f"{names[a]}-{names[b]}" for a, b in pairs[:40]),
+            f", ... ({len(pairs) - 40} more)" if len(pairs) > 40 else "",
+        )
+        if len(reached) < len(names):
+            logger.warning(
+                "schema '%s': %d keypoint(s) never labelled together with another one stay out "
+                "of the learned skeleton (no limb): %s",
+                self.schema.name,
+                len(names) - len(reached),
+                ", ".join(n for i, n in enumerate(names) if i not in reached)[:300],
+            )
+        return dataclasses.replace(self.schema, skeleton=pairs)
 
     def set_epoch(self, epoch: int) -> None:
         """Change the augmentation randomness (call once per epoch, as with DistributedSampler)."""

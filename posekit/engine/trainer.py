@@ -114,6 +114,13 @@ class Trainer:
             seed=config.train.seed,
         )
         self.schema: KeypointSchema = self.train_set.schema
+        if not self.schema.skeleton and _family(config.model.name) == "bottomup":
+            self.schema = self.train_set.schema = self.train_set.with_learned_skeleton()
+            if self.ctx.is_main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                path = self.run_dir / "schema.yaml"
+                self.schema.to_yaml(path)
+                logger.info("learned skeleton -> %s (edit it and pass --schema to change it)", path)
         if self.train_set.problems:
             logger.warning(
                 "training data: %d bad record(s) skipped; run `posekit check-data`",
@@ -499,6 +506,12 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- helpers
+def _family(model_name: str) -> str | None:
+    """The family of a zoo model (None for an unknown name: ``_codec`` says what is wrong)."""
+    entry = zoo.MODELS.get(model_name)
+    return entry.family if entry is not None else None
+
+
 def _codec(config: Config, schema: KeypointSchema) -> Codec:
     """The config's ``codec:`` (name + parameters) over the model's default codec, for ``schema``."""
     if config.model.name not in zoo.MODELS:

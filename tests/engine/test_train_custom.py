@@ -112,3 +112,27 @@ def test_shipped_lwop_config_fine_tunes_on_ap10k(shared_data, tmp_path):
     assert torch.equal(after["model.0.0.weight"], official["model.0.0.weight"])  # frozen
     head = "initial_stage.heatmaps.1.0.weight"  # rebuilt for 17 keypoints, and trained
     assert after[head].shape[0] == 18 and not torch.equal(after[head], state[head])
+
+
+def test_a_schema_without_skeleton_trains_bottom_up_with_a_learned_one(shared_data, tmp_path):
+    # Horse-10's JSON names 22 keypoints and no limbs: the run learns a skeleton from the data,
+    # writes it beside the config, trains PAFs for it and keeps it in the checkpoint
+    ann = shared_data / "custom/horse10/test_horse10.json"
+    root = shared_data / "custom/horse10"
+    config = load_config(
+        None,
+        [f"data.train_ann={ann}", f"data.train_images={root}", f"data.val_ann={ann}",
+         f"data.val_images={root}", "data.augment.input_size=[64,64]", "data.workers=0",
+         "train.batch_size=2", "train.epochs=1", f"out={tmp_path / 'run'}"],
+    )  # fmt: skip
+    result = Trainer(config, progress=False).fit()
+    assert result.iterations == 2
+    written = KeypointSchema.load(tmp_path / "run" / "schema.yaml")
+    stored = KeypointSchema.from_dict(load_checkpoint(tmp_path / "run" / "best.pt")["schema"])
+    assert stored == written and stored.num_keypoints == 22
+    assert 21 <= stored.num_limbs <= 24  # a spanning tree of 22 keypoints, mirror pairs whole
+    assert len(stored.roots) == 1  # every keypoint of Horse-10 is labelled: one connected part
+    model = load_model(tmp_path / "run" / "best.pt").model
+    with torch.no_grad():
+        _, pafs = model(torch.zeros(1, 3, 64, 64))[-1]
+    assert pafs.shape[1] == 2 * stored.num_limbs
