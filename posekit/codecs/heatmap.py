@@ -49,15 +49,17 @@ Zhang et al., 2020), ``UdpHeatmap`` ("udp": float centre, udp frame, DARK).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+import cv2
 import numpy as np
 
 from posekit.codecs.base import ArrayLike, OutputLayout, OutputSpec, Targets, check_params
-from posekit.codecs.refine import argmax_2d, modulate, refine_dark, refine_quarter, safe_log
+from posekit.codecs.refine import argmax_2d, refine_dark_window, refine_quarter, safe_log
 from posekit.codecs.topdown import (
     check_input_size,
     encoder_inputs,
@@ -442,13 +444,13 @@ def _windows(
     h, w = maps.shape[-2:]
     offsets = np.arange(-radius, radius + 1)
     rows, cols = y[..., None] + offsets, x[..., None] + offsets  # (N, K, S)
-    valid = ((rows >= 0) & (rows < h))[..., :, None] & ((cols >= 0) & (cols < w))[..., None, :]
-    padded = np.zeros((*maps.shape[:-2], h + 2 * radius, w + 2 * radius), maps.dtype)
-    padded[..., radius : radius + h, radius : radius + w] = maps
-    size = 2 * radius + 1  # every window a view of the padded maps; one gather of them
-    views = np.lib.stride_tricks.sliding_window_view(padded, (size, size), axis=(-2, -1))
-    n, k = np.indices(x.shape, sparse=True)
-    return views[n, k, y, x], valid
+    in_rows, in_cols = (rows >= 0) & (rows < h), (cols >= 0) & (cols < w)
+    valid = in_rows[..., :, None] & in_cols[..., None, :]
+    # one gather of the cells (clipped into the map) by flat index, zero where beyond it
+    first = (np.arange(x.size).reshape(x.shape) * (h * w))[..., None, None]
+    flat = first + np.clip(rows, 0, h - 1)[..., :, None] * w + np.clip(cols, 0, w - 1)[..., None, :]
+    win = np.take(np.ascontiguousarray(maps).reshape(-1), flat)
+    return np.where(valid, win, np.zeros((), maps.dtype)), valid
 
 
 def _refine_dark(
@@ -467,16 +469,32 @@ def _refine_dark(
     and MMPose's code modulate these maps too).
     """
     r = kernel // 2
-    win, valid = _windows(maps, x, y, _TAYLOR_RADIUS + r)
+    win, valid = _windows(maps, x, y, _TAYLOR_RADIUS + r)  # zero beyond the map
+    core = slice(r, r + 2 * _TAYLOR_RADIUS + 1)
+    centre = win[..., core, core]
     if r:
         h, w = maps.shape[-2:]
         inner = (x > r) & (x < w - 1 - r) & (y > r) & (y < h - 1 - r)
-        blurred = modulate(np.where(valid, win, np.float32(0.0)), kernel)
-        win = np.where(inner[..., None, None], blurred, win)
-    core = slice(r, r + 2 * _TAYLOR_RADIUS + 1)
-    log_maps = np.where(valid[..., core, core], safe_log(win[..., core, core]), -np.inf)
-    centre = np.full(x.shape, _TAYLOR_RADIUS)
-    return refine_dark(log_maps, centre, centre)
+        band = _blur_band(kernel)  # the blur's core cells: two small products per window
+        blurred = np.matmul(np.matmul(band, win), band.T)
+        centre = np.where(inner[..., None, None], blurred, centre)
+    log_maps = np.where(valid[..., core, core], safe_log(centre), -np.inf)
+    return refine_dark_window(log_maps)
+
+
+@functools.lru_cache(maxsize=8)
+def _blur_band(kernel: int) -> np.ndarray:
+    """(S, S + kernel - 1) float32, S = 2 ``_TAYLOR_RADIUS`` + 1: row i holds OpenCV's Gaussian
+    of ``kernel`` taps (``refine.modulate``'s) at columns i .. i + kernel - 1, so that ``band @
+    window @ band.T`` is the blur of a window at its S x S core cells (``modulate`` up to its
+    rescaling, a constant factor that the log's derivatives do not see)."""
+    taps = cv2.getGaussianKernel(kernel, 0).astype(np.float32)[:, 0]
+    size = 2 * _TAYLOR_RADIUS + 1
+    band = np.zeros((size, size + kernel - 1), np.float32)
+    for i in range(size):
+        band[i, i : i + kernel] = taps
+    band.setflags(write=False)
+    return band
 
 
 @dataclass(frozen=True)

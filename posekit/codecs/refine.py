@@ -31,6 +31,7 @@ __all__ = [
     "modulate",
     "refine_1d",
     "refine_dark",
+    "refine_dark_window",
     "refine_quarter",
     "safe_log",
 ]
@@ -125,34 +126,42 @@ def refine_dark(
     Inside, the Taylor step ``-H^-1 g`` from central differences of the 3 x 3 neighbourhood (the
     cross term included); where the neighbourhood leaves the map, or the Hessian is not negative
     definite, the per-axis ``log_parabola`` fits (one-sided at a border). Steps are bounded by one
-    cell. float64 results.
+    cell. float64 results. (``refine_dark_window`` on the 5 x 5 windows around the maxima.)
     """
     pad = 2
     p = _padded(log_maps.astype(np.float64), pad)
-    v = {(i, j): _at(p, x, y, i, j, pad) for i in (-1, 0, 1) for j in (-1, 0, 1)}
-    c = v[0, 0]
-    inside = np.all(np.isfinite(np.stack(list(v.values()))), axis=0)
+    views = np.lib.stride_tricks.sliding_window_view(p, (5, 5), axis=(-2, -1))
+    lead = np.indices(x.shape, sparse=True)
+    return refine_dark_window(views[(*lead, y, x)])
+
+
+def refine_dark_window(log_windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``refine_dark`` of (..., 5, 5) windows of log maps centred on their maxima (-inf: cells
+    beyond the map): sub-cell offsets (dx, dy) (...) from the centre cell, float64."""
+    win = np.asarray(log_windows, np.float64)
+
+    def v(dx: int, dy: int) -> np.ndarray:  # the log value dx, dy cells from the centre
+        return win[..., 2 + dy, 2 + dx]
+
+    c = v(0, 0)
+    inside = np.isfinite(win[..., 1:4, 1:4]).all(axis=(-2, -1))
     with np.errstate(invalid="ignore"):  # -inf terms outside the map; masked by ``inside``
-        gx = 0.5 * (v[1, 0] - v[-1, 0])
-        gy = 0.5 * (v[0, 1] - v[0, -1])
-        hxx = v[1, 0] - 2.0 * c + v[-1, 0]
-        hyy = v[0, 1] - 2.0 * c + v[0, -1]
-        hxy = 0.25 * (v[1, 1] - v[1, -1] - v[-1, 1] + v[-1, -1])
+        gx = 0.5 * (v(1, 0) - v(-1, 0))
+        gy = 0.5 * (v(0, 1) - v(0, -1))
+        hxx = v(1, 0) - 2.0 * c + v(-1, 0)
+        hyy = v(0, 1) - 2.0 * c + v(0, -1)
+        hxy = 0.25 * (v(1, 1) - v(1, -1) - v(-1, 1) + v(-1, -1))
         det = hxx * hyy - hxy**2
         ok = inside & (hxx < 0) & (det > 0)
         safe_det = np.where(ok, det, 1.0)
         dx = np.where(ok, -(hyy * gx - hxy * gy) / safe_det, 0.0)
         dy = np.where(ok, -(hxx * gy - hxy * gx) / safe_det, 0.0)
     # per-axis fits elsewhere (values, not logs, as log_parabola takes them; -inf: missing)
-    def value(dx: int, dy: int) -> np.ndarray:  # exp of the log, -inf where missing
-        at = _at(p, x, y, dx, dy, pad)
-        with np.errstate(over="ignore"):
-            return np.where(np.isfinite(at), np.exp(at), -np.inf)
-
-    ex = [value(o, 0) for o in (-2, -1, 1, 2)]
-    ey = [value(0, o) for o in (-2, -1, 1, 2)]
-    fx, _ = log_parabola(*ex, c)
-    fy, _ = log_parabola(*ey, c)
+    with np.errstate(over="ignore"):
+        values = np.where(np.isfinite(win), np.exp(win), -np.inf)
+    row, col = values[..., 2, :], values[..., :, 2]
+    fx, _ = log_parabola(row[..., 0], row[..., 1], row[..., 3], row[..., 4], c)
+    fy, _ = log_parabola(col[..., 0], col[..., 1], col[..., 3], col[..., 4], c)
     dx = np.clip(np.where(ok, dx, fx), -_MAX_STEP, _MAX_STEP)
     dy = np.clip(np.where(ok, dy, fy), -_MAX_STEP, _MAX_STEP)
     return dx, dy

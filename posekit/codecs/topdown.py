@@ -61,10 +61,11 @@ class TopDownCodec(Codec, Protocol):
 
 
 def to_numpy(array: ArrayLike, name: str) -> np.ndarray:
-    """A float32 NumPy copy of an array or tensor (never a view of the caller's data)."""
+    """A C-contiguous float32 NumPy copy of an array or tensor (never a view of the caller's
+    data; a channels-last network output is made row-major once, here, for the decoders)."""
     if hasattr(array, "detach"):  # torch.Tensor, without importing torch here
         array = array.detach().cpu().float().numpy()
-    out = np.array(array, dtype=np.float32, copy=True)
+    out = np.array(array, dtype=np.float32, order="C", copy=True)
     if not np.isfinite(out).all():
         raise ConfigError(f"{name}: non-finite values in the network outputs")
     return out

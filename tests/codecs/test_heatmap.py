@@ -209,7 +209,8 @@ def test_windowed_refinement_equals_the_refinement_of_whole_maps(kernel):
     dx, dy = refine_dark(safe_log(smooth), x, y)
     inner = (x > 6) & (x < 41) & (y > 6) & (y < 57) if kernel > 1 else np.ones(x.shape, bool)
     assert inner.sum() > 20
-    np.testing.assert_allclose(xy[inner], np.stack([x + dx, y + dy], -1)[inner], atol=1e-6)
+    # the same up to float32 rounding (the windows' blur sums in another order than OpenCV's)
+    np.testing.assert_allclose(xy[inner], np.stack([x + dx, y + dy], -1)[inner], atol=1e-5)
     qx, qy = refine_quarter(noisy, x, y)
     xy, _ = codec.decode_keypoints(noisy, HeatmapDecodeConfig(refine="quarter"))
     np.testing.assert_array_equal(xy, np.stack([x + qx, y + qy], -1))
