@@ -9,7 +9,9 @@ guard, DistributedDataParallel, validation by COCO OKS AP, checkpoints and resum
 A run directory holds ``config.yaml`` (the resolved config), ``last.pt`` (every
 ``train.checkpoint_every`` iterations and each epoch), ``best.pt`` (best validation AP),
 ``metrics.jsonl`` (one line per epoch) and ``tb/`` (TensorBoard, when installed). Without a
-training file the run generates synthetic data of the schema into ``synth/`` first.
+training file the run generates synthetic data of the schema into ``synth/`` first. A bottom-up
+run on a schema without skeleton learns one from the training data
+(``CocoKeypointDataset.with_learned_skeleton``) and writes the schema to ``schema.yaml``.
 
 Resumption is exact on CPU: the sample order is a seeded permutation per epoch that can start
 mid-epoch, augmentation draws from ``(seed, epoch, index)``, and the learning rate is a function of
