@@ -426,3 +426,25 @@ def test_scale_frame_of_published_weights():
     assert np.abs((got - direct) * 4).max() < 0.1
     with pytest.raises(ConfigError, match="frame 'scale' needs input_size"):
         HeatmapCodec(COCO, frame="scale", heatmap_size=(50, 64))
+
+
+def test_oks_targets_sharpen_the_face_weigh_it_more_and_still_decode_exactly():
+    kpts = _random_keypoints(3, seed=5)
+    plain, oks = UdpHeatmap(COCO), UdpHeatmap(COCO, oks_targets=True)
+    a, b = plain.encode(kpts), oks.encode(kpts)
+    nose, hip = COCO.index("nose"), COCO.index("left_hip")
+    used = a.keypoint_weights > 0
+    np.testing.assert_allclose(b.keypoint_weights[used] > 0, True)
+    ratio = b.keypoint_weights / np.where(used, a.keypoint_weights, 1.0)
+    assert (ratio[:, nose][used[:, nose]] > 2.5 * ratio[:, hip][used[:, hip]]).all()
+    # a sharper Gaussian: less mass in the nose's map, more in the hip's
+    assert (b.heatmaps[:, nose].sum(axis=(1, 2)) < a.heatmaps[:, nose].sum(axis=(1, 2)))[
+        used[:, nose]
+    ].all()
+    xy_a, _ = plain.decode_keypoints(a.heatmaps)
+    xy_b, _ = oks.decode_keypoints(b.heatmaps)
+    np.testing.assert_allclose(xy_b[used], xy_a[used], atol=1e-3)
+    assert "oks_targets" not in plain.to_dict() and oks.to_dict()["oks_targets"] is True
+    assert UdpHeatmap.from_dict(COCO, oks.to_dict()) == oks
+    with pytest.raises(ConfigError, match="oks_targets"):
+        UdpHeatmap(COCO, oks_targets=1)
