@@ -345,30 +345,26 @@ def skeleton_from_data(
         kpts, scales = kpts[pick], scales[pick]
     labelled = kpts[..., 2] > 0
     counts = labelled.sum(axis=0)
-    # every pair's relative distances (NaN where not both labelled), one column per pair
-    rows, cols = np.triu_indices(k, 1)
-    both = labelled[:, rows] & labelled[:, cols]
-    gap = np.linalg.norm(kpts[:, rows, :2] - kpts[:, cols, :2], axis=-1) / scales[:, None]
-    gap = np.where(both, gap, np.nan)
-    pair_of = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(rows, cols, strict=True))}
+    shared = labelled.T.astype(np.int64) @ labelled.astype(np.int64)  # (K, K) both labelled
 
-    def column(a: int, b: int) -> np.ndarray:
-        return gap[:, pair_of[(min(a, b), max(a, b))]]
+    def gaps(a: int, b: int) -> np.ndarray:  # relative distances where both are labelled
+        both = labelled[:, a] & labelled[:, b]
+        return np.linalg.norm(kpts[both, a, :2] - kpts[both, b, :2], axis=-1) / scales[both]
 
+    # one vector per pair labelled together somewhere, not an (N, K^2) table: schemas of
+    # hundreds of keypoints (DeepFashion2's 294) stay small
     orbits: dict[tuple[tuple[int, int], ...], float] = {}
-    for a, b in pair_of:
-        mirror = tuple(sorted((flip[a], flip[b])))
-        if mirror[0] == mirror[1]:  # a keypoint and its own mirror partner: no mirror limb
-            mirror = (a, b)
-        orbit = tuple(sorted({(a, b), mirror}))
+    for a, b in zip(*np.nonzero(np.triu(shared, 1)), strict=True):
+        a, b = int(a), int(b)
+        orbit = tuple(sorted({(a, b), tuple(sorted((flip[a], flip[b])))}))
         if orbit in orbits:
             continue
-        pooled = np.concatenate([column(*edge) for edge in orbit])
-        shared = np.isfinite(pooled).sum() / len(orbit)
+        together = np.mean([shared[edge] for edge in orbit])
         rarer = min(counts[i] for edge in orbit for i in edge)
-        if shared < 1 or shared < min_shared * rarer:
+        if together < 1 or together < min_shared * rarer:
             continue
-        orbits[orbit] = float(np.nanquantile(pooled, SKELETON_QUANTILE))
+        pooled = np.concatenate([gaps(*edge) for edge in orbit])
+        orbits[orbit] = float(np.quantile(pooled, SKELETON_QUANTILE))
     parent = list(range(k))
 
     def find(i: int) -> int:
