@@ -476,15 +476,19 @@ def _windows(
     """(N, K, S, S) windows, S = 2 radius + 1, of (N, K, h, w) maps centred on integer (x, y)
     (N, K), and the (N, K, S, S) bool mask of their cells that lie inside the map."""
     h, w = maps.shape[-2:]
-    offsets = np.arange(-radius, radius + 1)
-    rows, cols = y[..., None] + offsets, x[..., None] + offsets  # (N, K, S)
-    in_rows, in_cols = (rows >= 0) & (rows < h), (cols >= 0) & (cols < w)
+    index = np.int32 if maps.size < 2**31 else np.int64  # int32: half the index traffic
+    offsets = np.arange(-radius, radius + 1, dtype=index)
+    rows, cols = y[..., None].astype(index) + offsets, x[..., None].astype(index) + offsets
+    in_rows, in_cols = (rows >= 0) & (rows < h), (cols >= 0) & (cols < w)  # (N, K, S)
     valid = in_rows[..., :, None] & in_cols[..., None, :]
     # one gather of the cells (clipped into the map) by flat index, zero where beyond it
-    first = (np.arange(x.size).reshape(x.shape) * (h * w))[..., None, None]
-    flat = first + np.clip(rows, 0, h - 1)[..., :, None] * w + np.clip(cols, 0, w - 1)[..., None, :]
+    first = np.arange(x.size, dtype=index).reshape(x.shape) * index(h * w)
+    starts = (first[..., None] + np.clip(rows, 0, h - 1) * index(w))[..., :, None]
+    flat = starts + np.clip(cols, 0, w - 1)[..., None, :]
     win = np.take(np.ascontiguousarray(maps).reshape(-1), flat)
-    return np.where(valid, win, np.zeros((), maps.dtype)), valid
+    if not (in_rows.all() and in_cols.all()):  # most maxima lie inside: no masking pass then
+        win[~valid] = 0
+    return win, valid
 
 
 def _refine_dark(
@@ -509,10 +513,16 @@ def _refine_dark(
     if r:
         h, w = maps.shape[-2:]
         inner = (x > r) & (x < w - 1 - r) & (y > r) & (y < h - 1 - r)
-        band = _blur_band(kernel)  # the blur's core cells: two small products per window
-        blurred = np.matmul(np.matmul(band, win), band.T)
-        centre = np.where(inner[..., None, None], blurred, centre)
-    log_maps = np.where(valid[..., core, core], safe_log(centre), -np.inf)
+        band = _blur_band(kernel)  # the blur's core cells: rows, then columns, of all windows
+        s, size = band.shape
+        by_rows = (win.reshape(-1, size) @ band.T).reshape(*win.shape[:-1], s).swapaxes(-1, -2)
+        blurred = (by_rows.reshape(-1, size) @ band.T).reshape(win.shape[:-2] + (s, s))
+        blurred = blurred.swapaxes(-1, -2)  # two matrix products over all windows at once
+        centre = blurred if inner.all() else np.where(inner[..., None, None], blurred, centre)
+    log_maps = safe_log(centre)
+    inside = valid[..., core, core]
+    if not inside.all():
+        log_maps = np.where(inside, log_maps, -np.inf)
     return refine_dark_window(log_maps)
 
 

@@ -156,15 +156,15 @@ def refine_dark_window(log_windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         safe_det = np.where(ok, det, 1.0)
         dx = np.where(ok, -(hyy * gx - hxy * gy) / safe_det, 0.0)
         dy = np.where(ok, -(hxx * gy - hxy * gx) / safe_det, 0.0)
-    # per-axis fits elsewhere (values, not logs, as log_parabola takes them; -inf: missing)
-    with np.errstate(over="ignore"):
-        values = np.where(np.isfinite(win), np.exp(win), -np.inf)
-    row, col = values[..., 2, :], values[..., :, 2]
-    fx, _ = log_parabola(row[..., 0], row[..., 1], row[..., 3], row[..., 4], c)
-    fy, _ = log_parabola(col[..., 0], col[..., 1], col[..., 3], col[..., 4], c)
-    dx = np.clip(np.where(ok, dx, fx), -_MAX_STEP, _MAX_STEP)
-    dy = np.clip(np.where(ok, dy, fy), -_MAX_STEP, _MAX_STEP)
-    return dx, dy
+    fallback = ~ok
+    if fallback.any():  # per-axis fits there only (values, not logs, as log_parabola takes them)
+        rest = win[fallback]
+        with np.errstate(over="ignore"):
+            values = np.where(np.isfinite(rest), np.exp(rest), -np.inf)
+        row, col, log_c = values[:, 2, :], values[:, :, 2], rest[:, 2, 2]
+        dx[fallback], _ = log_parabola(row[:, 0], row[:, 1], row[:, 3], row[:, 4], log_c)
+        dy[fallback], _ = log_parabola(col[:, 0], col[:, 1], col[:, 3], col[:, 4], log_c)
+    return np.clip(dx, -_MAX_STEP, _MAX_STEP), np.clip(dy, -_MAX_STEP, _MAX_STEP)
 
 
 def refine_quarter(maps: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
