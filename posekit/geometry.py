@@ -65,7 +65,11 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
     """Inverse (2, 3) matrix (e.g. input -> image), or the inverses of a (..., 2, 3) stack;
     ``numpy.linalg.LinAlgError`` if singular."""
     matrix = np.asarray(matrix, np.float64)
-    linear_inv = np.linalg.inv(matrix[..., :2])
+    a, b, c, d = (matrix[..., i, j] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))  # no LAPACK
+    det = a * d - b * c
+    if not np.all(det != 0):
+        raise np.linalg.LinAlgError(f"singular affine matrix (determinant 0) in {matrix.shape}")
+    linear_inv = np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], -2) / det[..., None, None]
     return np.concatenate([linear_inv, -linear_inv @ matrix[..., 2:]], axis=-1)
 
 

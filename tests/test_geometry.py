@@ -178,3 +178,12 @@ def test_stacks_of_matrices_compose_and_invert_as_one_at_a_time():
     centers, sizes = box_to_center_size(boxes, 0.75, 1.25)
     expected = [crop_matrix(c, s, (96, 128)) for c, s in zip(centers, sizes, strict=True)]
     np.testing.assert_allclose(crop_matrices(centers, sizes, (96, 128)), expected, atol=1e-12)
+
+
+def test_inverting_a_singular_affine_matrix_is_an_error_not_inf():
+    from posekit.geometry import invert_affine
+
+    stack = np.stack([np.array([[2.0, 0.0, 1.0], [0.0, 3.0, 4.0]]), np.zeros((2, 3))])
+    with pytest.raises(np.linalg.LinAlgError, match="singular"):
+        invert_affine(stack)
+    np.testing.assert_allclose(invert_affine(stack[0]), [[0.5, 0, -0.5], [0, 1 / 3, -4 / 3]])

@@ -447,8 +447,9 @@ class HeatmapCodec:
         return config
 
     def _check_maps(self, heatmaps: ArrayLike) -> np.ndarray:
-        """(N, K, h, w) float32 copy; SchemaError for another K, ConfigError for another size."""
-        maps = to_numpy(heatmaps, "heatmaps")
+        """(N, K, h, w) float32, C-contiguous (the input itself when it is one: decoding and
+        ``unflip`` only read it); SchemaError for another K, ConfigError for another size."""
+        maps = to_numpy(heatmaps, "heatmaps", copy=False)
         if maps.ndim == 3:
             maps = maps[None]
         k, (w, h) = self.schema.num_keypoints, self.heatmap_size
@@ -474,21 +475,41 @@ def _windows(
     maps: np.ndarray, x: np.ndarray, y: np.ndarray, radius: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, K, S, S) windows, S = 2 radius + 1, of (N, K, h, w) maps centred on integer (x, y)
-    (N, K), and the (N, K, S, S) bool mask of their cells that lie inside the map."""
+    (N, K), and the (N, K, S, S) bool mask of their cells that lie inside the map (zero in the
+    windows beyond it)."""
     h, w = maps.shape[-2:]
-    index = np.int32 if maps.size < 2**31 else np.int64  # int32: half the index traffic
-    offsets = np.arange(-radius, radius + 1, dtype=index)
-    rows, cols = y[..., None].astype(index) + offsets, x[..., None].astype(index) + offsets
-    in_rows, in_cols = (rows >= 0) & (rows < h), (cols >= 0) & (cols < w)  # (N, K, S)
-    valid = in_rows[..., :, None] & in_cols[..., None, :]
-    # one gather of the cells (clipped into the map) by flat index, zero where beyond it
-    first = np.arange(x.size, dtype=index).reshape(x.shape) * index(h * w)
-    starts = (first[..., None] + np.clip(rows, 0, h - 1) * index(w))[..., :, None]
-    flat = starts + np.clip(cols, 0, w - 1)[..., None, :]
-    win = np.take(np.ascontiguousarray(maps).reshape(-1), flat)
-    if not (in_rows.all() and in_cols.all()):  # most maxima lie inside: no masking pass then
-        win[~valid] = 0
-    return win, valid
+    size = 2 * radius + 1
+    flat = np.ascontiguousarray(maps).reshape(-1, h, w)
+    x, y = x.reshape(-1), y.reshape(-1)
+    if h < size or w < size:  # no window fits in the map: all gathered cell by cell
+        leave = np.arange(len(x))
+        win = np.empty((len(x), size, size), maps.dtype)
+    else:  # one strided copy of the windows shifted into the map; those that leave it redone
+        views = np.lib.stride_tricks.sliding_window_view(flat, (size, size), axis=(-2, -1))
+        x0, y0 = np.clip(x - radius, 0, w - size), np.clip(y - radius, 0, h - size)
+        win = views[np.arange(len(x)), y0, x0]
+        leave = np.flatnonzero((x0 != x - radius) | (y0 != y - radius))
+    valid = np.ones(win.shape, bool)
+    if len(leave):
+        win[leave], valid[leave] = _gather(flat, leave, x[leave], y[leave], radius)
+    shape = maps.shape[:-2] + (size, size)
+    return win.reshape(shape), valid.reshape(shape)
+
+
+def _gather(
+    flat: np.ndarray, index: np.ndarray, x: np.ndarray, y: np.ndarray, radius: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(M, S, S) windows of the (L, h, w) maps ``flat[index]`` (M) around (x, y) (M), zero at
+    the cells beyond the map, and the mask of the cells inside it: one gather of the cells
+    clipped into the map, by flat index."""
+    h, w = flat.shape[-2:]
+    offsets = np.arange(-radius, radius + 1)
+    rows, cols = y[:, None] + offsets, x[:, None] + offsets  # (M, S)
+    starts = index[:, None] * (h * w) + np.clip(rows, 0, h - 1) * w
+    win = np.take(flat.reshape(-1), starts[:, :, None] + np.clip(cols, 0, w - 1)[:, None, :])
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    win *= inside  # finite maps: zero beyond the map
+    return win, inside
 
 
 def _refine_dark(

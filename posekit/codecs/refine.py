@@ -39,6 +39,8 @@ __all__ = [
 LOG_FLOOR = 1e-10
 """Map values are floored here before the log (log(0) is undefined; any tiny value works)."""
 
+_LOG_OF_FLOOR = float(np.log(LOG_FLOOR))
+
 _MAX_STEP = 2.0
 """A Taylor step further than this (cells) from the argmax is not a refinement of it: noise. (A
 strongly elongated, rotated Gaussian can have its grid maximum more than a cell from its center.)"""
@@ -60,13 +62,22 @@ def log_parabola(
     cells instead (one-sided differences), so a blob centred up to half a cell beyond the last cell
     center is still located. Non-concave fits give offset 0 and gain 0. float32 results.
     """
-    has_l, has_r = np.isfinite(left), np.isfinite(right)
-    log_l2, log_l, log_r, log_r2 = (
-        safe_log(left2),
-        safe_log(left),
-        safe_log(right),
-        safe_log(right2),
-    )
+    logs = (safe_log(v) for v in (left2, left, right, right2))
+    return _parabola(*logs, log_c, *(np.isfinite(v) for v in (left, right, left2, right2)))
+
+
+def _parabola(
+    log_l2: np.ndarray,
+    log_l: np.ndarray,
+    log_r: np.ndarray,
+    log_r2: np.ndarray,
+    log_c: np.ndarray,
+    has_l: np.ndarray,
+    has_r: np.ndarray,
+    has_l2: np.ndarray,
+    has_r2: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``log_parabola`` of finite (floored) log values and masks of the cells inside the map."""
     # f(t) around the maximum: first and second derivatives at t = 0
     slope = np.where(
         has_l & has_r,
@@ -82,7 +93,7 @@ def log_parabola(
         log_l + log_r - 2.0 * log_c,
         np.where(has_l, log_l2 - 2.0 * log_l + log_c, log_r2 - 2.0 * log_r + log_c),
     )
-    one_sided_ok = np.where(has_l, np.isfinite(left2), np.isfinite(right2))
+    one_sided_ok = np.where(has_l, has_l2, has_r2)
     ok = (curvature < 0) & (has_l | has_r) & ((has_l & has_r) | one_sided_ok)
     safe = np.where(ok, curvature, -1.0)
     offset = np.where(ok, np.clip(-slope / safe, -0.5, 0.5), 0.0)
@@ -157,13 +168,15 @@ def refine_dark_window(log_windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         dx = np.where(ok, -(hyy * gx - hxy * gy) / safe_det, 0.0)
         dy = np.where(ok, -(hxx * gy - hxy * gx) / safe_det, 0.0)
     fallback = ~ok
-    if fallback.any():  # per-axis fits there only (values, not logs, as log_parabola takes them)
+    if fallback.any():  # per-axis fits there only: the row and the column through the centre
         rest = win[fallback]
-        with np.errstate(over="ignore"):
-            values = np.where(np.isfinite(rest), np.exp(rest), -np.inf)
-        row, col, log_c = values[:, 2, :], values[:, :, 2], rest[:, 2, 2]
-        dx[fallback], _ = log_parabola(row[:, 0], row[:, 1], row[:, 3], row[:, 4], log_c)
-        dy[fallback], _ = log_parabola(col[:, 0], col[:, 1], col[:, 3], col[:, 4], log_c)
+        lines = np.concatenate([rest[:, 2, :], rest[:, :, 2]])  # (2M, 5) logs, -inf: missing
+        has = np.isfinite(lines)
+        logs = np.maximum(lines, _LOG_OF_FLOOR)  # as log_parabola's floor of the values
+        c = logs[:, 2]
+        offset, _ = _parabola(*(logs[:, i] for i in (0, 1, 3, 4)), c,
+                              has[:, 1], has[:, 3], has[:, 0], has[:, 4])  # fmt: skip
+        dx[fallback], dy[fallback] = np.split(offset, 2)
     return np.clip(dx, -_MAX_STEP, _MAX_STEP), np.clip(dy, -_MAX_STEP, _MAX_STEP)
 
 

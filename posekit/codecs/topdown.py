@@ -60,12 +60,13 @@ class TopDownCodec(Codec, Protocol):
         ...
 
 
-def to_numpy(array: ArrayLike, name: str) -> np.ndarray:
+def to_numpy(array: ArrayLike, name: str, *, copy: bool = True) -> np.ndarray:
     """A C-contiguous float32 NumPy copy of an array or tensor (never a view of the caller's
-    data; a channels-last network output is made row-major once, here, for the decoders)."""
+    data; a channels-last network output is made row-major once, here, for the decoders). With
+    ``copy=False`` an array that already is one is returned as it is (for readers only)."""
     if hasattr(array, "detach"):  # torch.Tensor, without importing torch here
         array = array.detach().cpu().float().numpy()
-    out = np.array(array, dtype=np.float32, order="C", copy=True)
+    out = np.array(array, dtype=np.float32, order="C", copy=True if copy else None)
     if not np.isfinite(out).all():
         raise ConfigError(f"{name}: non-finite values in the network outputs")
     return out
@@ -166,7 +167,7 @@ def poses_from_keypoints(
         affine = np.broadcast_to(affine, (n, 2, 3))
     if affine.shape != (n, 2, 3):
         raise ConfigError(f"affine: expected (2, 3) or ({n}, 2, 3), got {affine.shape}")
-    xy = np.einsum("nij,nkj->nki", affine[:, :, :2], keypoints) + affine[:, None, :, 2]
+    xy = keypoints @ affine[:, :, :2].transpose(0, 2, 1) + affine[:, None, :, 2]
     kpts = np.concatenate([xy, np.asarray(scores)[..., None]], axis=-1).astype(np.float32)
     found = kpts[..., 2] > 0
     use = np.where(found.any(axis=1, keepdims=True), found, True)[..., None]  # none: all of them

@@ -82,7 +82,8 @@ class TorchRuntime:
             self.device.type, dtype=self.autocast, enabled=self.autocast is not None
         ):
             outputs = self.model(self.tensor(batch))[-1]
-        return tuple(o.float().cpu().numpy() for o in outputs)
+        # row-major here, by torch's threads (a channels-last output would be one slow numpy copy)
+        return tuple(o.float().contiguous().cpu().numpy() for o in outputs)
 
 
 class ScriptRuntime:

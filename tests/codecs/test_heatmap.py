@@ -216,6 +216,29 @@ def test_windowed_refinement_equals_the_refinement_of_whole_maps(kernel):
     np.testing.assert_array_equal(xy, np.stack([x + qx, y + qy], -1))
 
 
+@pytest.mark.parametrize("kernel", [1, 7, 11])
+@pytest.mark.parametrize("size", [(48, 64), (6, 8)], ids=["maps", "maps smaller than a window"])
+def test_windowed_refinement_equals_whole_maps_at_every_maximum_also_at_borders(kernel, size):
+    rng = np.random.default_rng(11)
+    w, h = size
+    codec = DarkHeatmap(COCO, input_size=(4 * w, 4 * h), heatmap_size=size)
+    noise = rng.random((6, K, h, w)).astype(np.float32)  # maxima anywhere, many at the border
+    x, y, _ = argmax_2d(noise)
+    r = kernel // 2
+    leave = (x < 2 + r) | (x > w - 3 - r) | (y < 2 + r) | (y > h - 3 - r)  # window leaves map
+    assert leave.mean() > 0.1 and (leave.all() if min(size) < 2 * r + 5 else (~leave).any())
+    xy, _ = codec.decode_keypoints(noise, HeatmapDecodeConfig(blur_kernel=kernel))
+    # whole maps: modulated where the maximum is more than r + 1 cells from the border
+    inner = (x > r) & (x < w - 1 - r) & (y > r) & (y < h - 1 - r) if r else np.ones(x.shape, bool)
+    smooth = modulate(noise, kernel) if kernel > 1 else noise
+    mx, my = refine_dark(safe_log(smooth), x, y)
+    px, py = refine_dark(safe_log(noise), x, y)
+    expected = np.stack([x + np.where(inner, mx, px), y + np.where(inner, my, py)], -1)
+    # float32 rounding of the blur (another summation order than OpenCV's), which the steps of
+    # noise maxima (flat, barely concave) magnify to a few 1e-5 cells
+    np.testing.assert_allclose(xy, expected, atol=1e-4)
+
+
 @pytest.mark.filterwarnings("error")
 @pytest.mark.parametrize("refine", ["dark", "quarter", "none"])
 def test_decoding_border_maxima_of_symmetric_or_empty_maps_gives_no_warning(refine):
