@@ -249,7 +249,7 @@ MODELS: Mapping[str, ModelEntry] = _unique_table(
             "and the head of its codec (heatmaps by default; SimCC, regression, RLE)",
             family="topdown",
             codec={"name": "udp", "input_size": [96, 128], "heatmap_size": [24, 32], "sigma": 1.5,
-                   "decode_config": {"blur_kernel": 7}},
+                   "oks_targets": True, "decode_config": {"blur_kernel": 7}},
             input=InputSpec(size_divisor=1, height=128, width=96),
         ),
         *(
