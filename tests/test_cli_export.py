@@ -178,3 +178,22 @@ def test_openvino_backend_when_installed(exported, checkpoint, coco_val, tmp_pat
                         tmp_path / f"{name}.json", *FAST, *extra) == 0  # fmt: skip
     a, b = _poses(tmp_path / "torch.json"), _poses(tmp_path / "ov.json")
     assert len(a) == len(b) > 0
+
+
+def test_openvino_under_a_onednn_cap_runs_or_says_how_to_go_on(exported, coco_val, tmp_path):
+    """ONEDNN_MAX_CPU_ISA (the slow-class emulation) also caps OpenVINO's bundled oneDNN; on a
+    CPU with more than AVX2 its convolutions then fail to initialise. The run either works (a CPU
+    the cap does not limit) or ends in one line that names the variable and the way on."""
+    pytest.importorskip("openvino")
+    out = tmp_path / "ov.json"
+    argv = [sys.executable, "-m", "posekit", "predict", str(coco_val[1] / IMAGES[1]),
+            "--checkpoint", str(exported), "--backend", "openvino", "--json", str(out),
+            *map(str, FAST)]  # fmt: skip
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    run = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    if run.returncode == 0:
+        assert len(_poses(out)) > 0
+    else:
+        last = run.stderr.strip().splitlines()[-1]
+        assert run.returncode == 2, run.stderr
+        assert "ONEDNN_MAX_CPU_ISA=AVX2" in last and "--backend onnxruntime" in last, last

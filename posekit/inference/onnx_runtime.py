@@ -14,6 +14,7 @@ cores shared with other work, many times slower, the same finding as OpenMP's sp
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -133,5 +134,27 @@ class OpenVinoRuntime:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         """(B, H, W, 3) float32 -> the outputs, float32."""
-        result = self.request.infer([_nchw(batch)])
-        return tuple(np.array(result[p], dtype=np.float32) for p in self.ports)
+        try:
+            result = self.request.infer([_nchw(batch)])
+        except RuntimeError as error:
+            raise self._failure(str(error).strip()) from error
+        out = tuple(np.array(result[p], dtype=np.float32) for p in self.ports)
+        if any(o.shape[:1] != batch.shape[:1] for o in out):
+            shapes = ", ".join(str(o.shape) for o in out)
+            raise self._failure(f"outputs {shapes} for a batch of {len(batch)}")
+        return out
+
+    @staticmethod
+    def _failure(what: str) -> Exception:
+        """The error of a failed inference: a ConfigError that says how to go on when
+        ONEDNN_MAX_CPU_ISA is set (OpenVINO's CPU plugin bundles oneDNN, which reads the cap too;
+        on a CPU with more than the cap allows its convolutions then fail to initialise or give
+        empty outputs), else a RuntimeError."""
+        cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+        if cap is None:
+            return RuntimeError(f"OpenVINO inference failed: {what}")
+        return ConfigError(
+            f"OpenVINO failed with ONEDNN_MAX_CPU_ISA={cap} set (the variable caps OpenVINO's own "
+            "oneDNN as well): unset it for the openvino backend, or use --backend onnxruntime or "
+            f"torch. OpenVINO: {what}"
+        )
