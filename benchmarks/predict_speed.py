@@ -472,7 +472,8 @@ def main() -> None:
         summary.update(bottomup_tables(records[: args.images], args))
     if not args.skip_topdown:
         top = records[: args.topdown_images]
-        summary.update(topdown_speed.run(top, args.topdown_repeats, args.topdown_models))
+        summary.update(topdown_speed.run(top, args.topdown_repeats, args.topdown_models,
+                                          dataset.schema))  # fmt: skip
     print(
         f"\nLoad: other processes used {100 * load.others():.0f}% of all cores during the run; "
         f"load average {_load_average()} at the end"

@@ -23,7 +23,13 @@ import numpy as np
 
 from posekit.codecs.topdown import TopDownCodec, poses_from_keypoints
 from posekit.errors import ConfigError
-from posekit.geometry import box_to_center_size, compose_affine, crop_matrices, invert_affine
+from posekit.geometry import (
+    box_to_center_size,
+    compose_affine,
+    crop_matrices,
+    invert_affine,
+    mirror_matrix,
+)
 from posekit.inference.preprocess import check_image, crop_batch
 from posekit.inference.runtime import Runtime
 from posekit.oks import RESCORE_THRESHOLD, oks_nms, rescore
@@ -31,7 +37,7 @@ from posekit.structures import InputSpec, Pose
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TopDownPredictor"]
+__all__ = ["TopDownPredictor", "perfect_crop_outputs"]
 
 
 class TopDownPredictor:
@@ -175,3 +181,25 @@ def _merge(poses: Sequence[Pose], priors: Sequence[Pose]) -> list[Pose]:
         raise ConfigError(f"prior poses of {prior.shape[1:]} keypoints for poses of {own.shape[1:]}")
     kpts = np.where((prior[..., 2] > own[..., 2])[..., None], prior, own)
     return poses_from_keypoints(kpts[..., :2], kpts[..., 2], np.eye(2, 3))
+
+
+def perfect_crop_outputs(
+    codec: TopDownCodec, keypoints: np.ndarray, matrices: np.ndarray, *, flip: bool = False
+) -> tuple[np.ndarray, ...]:
+    """What a perfect network returns for crops: the codec's own targets of ``keypoints`` (M, K,
+    3) (image pixels, one person per crop) in the crops of ``matrices`` (M, 2, 3) (image ->
+    crop, ``TopDownPredictor.matrices``); with ``flip`` the mirrored crops' targets follow (2M),
+    as for the predictor's flip batch. The ceiling of the crop -> decode pipeline, and realistic
+    maps for timing the decoding (a network with random weights puts its maxima anywhere)."""
+    keypoints = np.asarray(keypoints, np.float64)
+    mats = list(np.asarray(matrices, np.float64))
+    if flip:
+        mirror = mirror_matrix(codec.input_size[0])
+        mats += [compose_affine(mirror, m) for m in mats]
+    m, flip_index = len(keypoints), list(codec.schema.flip_index)
+    crops = []
+    for i, mat in enumerate(mats):
+        k = keypoints[i % m].copy()
+        k[:, :2] = k[:, :2] @ mat[:, :2].T + mat[:, 2]
+        crops.append(k[flip_index] if i >= m else k)
+    return codec.perfect_outputs(codec.encode(np.stack(crops)))

@@ -12,8 +12,8 @@ from posekit.codecs import build_codec
 from posekit.data.coco import CocoKeypointDataset
 from posekit.engine.evaluate import evaluate_coco
 from posekit.errors import ConfigError
-from posekit.geometry import compose_affine, mirror_matrix
 from posekit.inference import TopDownPredictor, create_predictor
+from posekit.inference.topdown import perfect_crop_outputs
 from posekit.models.zoo import build_model
 from posekit.oks import oks, rescore
 from posekit.schema import KeypointSchema
@@ -31,17 +31,8 @@ class PerfectRuntime:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         self.batches.append(batch.shape)
-        m = len(self.matrices)
-        mats = list(self.matrices)
-        if len(batch) == 2 * m:  # the flip test's mirrored crops follow
-            mirror = mirror_matrix(self.codec.input_size[0])
-            mats += [compose_affine(mirror, x) for x in self.matrices]
-        kpts = []
-        for i, mat in enumerate(mats):
-            k = self.kpts_img[i % m].copy()
-            k[:, :2] = k[:, :2] @ mat[:, :2].T + mat[:, 2]
-            kpts.append(k[list(SCHEMA.flip_index)] if i >= m else k)
-        return self.codec.perfect_outputs(self.codec.encode(np.stack(kpts)))
+        flip = len(batch) == 2 * len(self.matrices)  # the flip test's mirrored crops follow
+        return perfect_crop_outputs(self.codec, self.kpts_img, self.matrices, flip=flip)
 
 
 @pytest.fixture(scope="module")
