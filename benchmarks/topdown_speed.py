@@ -17,8 +17,8 @@ Per sample (one image, one network and precision), interleaved so that load chan
 - the same 16-crop call with the flip test (one forward pass of batch 32);
 - both again decoding plausible maps: the network runs as before, but the predictor gets the
   codec's own targets of the crops' annotated people (``perfect_crop_outputs``), peaked where a
-  trained network's maps are (random weights put their maxima anywhere, ~60 % near a border,
-  where DARK's windows are gathered cell by cell), as ``predict_speed.py``'s "plausible maps".
+  trained network's maps are (random weights put their maxima anywhere), as ``predict_speed.py``'s
+  "plausible maps". (Measured: the decoding costs the same on both.)
 
 The 16-crop calls are split where the predictor calls its runtime (a wrapper records when
 ``runtime.run`` starts and ends): pre = box checks, ``matrices``, ``crop_batch``; forward =
@@ -194,13 +194,19 @@ def run(
     ``records_schema``, matched to ``SCHEMA``'s by name) timed ``repeats`` times each, for the
     networks ``names`` that the zoo has; returns the headline numbers."""
     source, target = KeypointSchema.load(records_schema), KeypointSchema.load(SCHEMA)
-    order = [source.keypoints.index(n) for n in target.keypoints]
+    by_name = [source.keypoints.index(n) for n in target.keypoints]
     names = [n for n in names if n in MODELS]
     precisions = ["float32", "bfloat16"] if native_bfloat16() else ["float32"]
     setups = _setups(names, precisions)
     rng = np.random.default_rng(0)
-    samples = [(cv2.imread(str(r.file), cv2.IMREAD_COLOR), crop_boxes(r.boxes, rng),
-                r.keypoints[np.arange(CROPS) % r.num_instances][:, order]) for r in records]  # fmt: skip
+    samples = [
+        (
+            cv2.imread(str(r.file), cv2.IMREAD_COLOR),
+            crop_boxes(r.boxes, rng),
+            r.keypoints[np.arange(CROPS) % r.num_instances][:, by_name],  # crop_boxes' people
+        )
+        for r in records
+    ]
     for setup in setups:  # warm-up: oneDNN builds its kernels per input shape on first use
         _sample(setup, *samples[0], defaultdict(list))
     times = {s.label: defaultdict(list) for s in setups}
