@@ -476,40 +476,21 @@ def _windows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, K, S, S) windows, S = 2 radius + 1, of (N, K, h, w) maps centred on integer (x, y)
     (N, K), and the (N, K, S, S) bool mask of their cells that lie inside the map (zero in the
-    windows beyond it)."""
+    windows beyond it). One gather of the cells clipped into the map, by flat index: faster than
+    copying the windows from a strided view and redoing those that leave the map, which on
+    crop-sized maps are most of them (about 0.25 against 0.33-0.44 ms for 16 x 17 maps of 24 x 32
+    cells and 11 x 11 windows)."""
     h, w = maps.shape[-2:]
-    size = 2 * radius + 1
-    flat = np.ascontiguousarray(maps).reshape(-1, h, w)
+    flat = np.ascontiguousarray(maps).reshape(-1)
     x, y = x.reshape(-1), y.reshape(-1)
-    if h < size or w < size:  # no window fits in the map: all gathered cell by cell
-        leave = np.arange(len(x))
-        win = np.empty((len(x), size, size), maps.dtype)
-    else:  # one strided copy of the windows shifted into the map; those that leave it redone
-        views = np.lib.stride_tricks.sliding_window_view(flat, (size, size), axis=(-2, -1))
-        x0, y0 = np.clip(x - radius, 0, w - size), np.clip(y - radius, 0, h - size)
-        win = views[np.arange(len(x)), y0, x0]
-        leave = np.flatnonzero((x0 != x - radius) | (y0 != y - radius))
-    valid = np.ones(win.shape, bool)
-    if len(leave):
-        win[leave], valid[leave] = _gather(flat, leave, x[leave], y[leave], radius)
-    shape = maps.shape[:-2] + (size, size)
-    return win.reshape(shape), valid.reshape(shape)
-
-
-def _gather(
-    flat: np.ndarray, index: np.ndarray, x: np.ndarray, y: np.ndarray, radius: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(M, S, S) windows of the (L, h, w) maps ``flat[index]`` (M) around (x, y) (M), zero at
-    the cells beyond the map, and the mask of the cells inside it: one gather of the cells
-    clipped into the map, by flat index."""
-    h, w = flat.shape[-2:]
     offsets = np.arange(-radius, radius + 1)
     rows, cols = y[:, None] + offsets, x[:, None] + offsets  # (M, S)
-    starts = index[:, None] * (h * w) + np.clip(rows, 0, h - 1) * w
-    win = np.take(flat.reshape(-1), starts[:, :, None] + np.clip(cols, 0, w - 1)[:, None, :])
+    starts = np.arange(len(x))[:, None] * (h * w) + np.clip(rows, 0, h - 1) * w
+    win = np.take(flat, starts[:, :, None] + np.clip(cols, 0, w - 1)[:, None, :])
     inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
     win *= inside  # finite maps: zero beyond the map
-    return win, inside
+    shape = maps.shape[:-2] + (2 * radius + 1,) * 2
+    return win.reshape(shape), inside.reshape(shape)
 
 
 def _refine_dark(
