@@ -45,11 +45,12 @@ RECIPE: tuple[str, ...] = (
 ``train.amp=false`` keeps it so on CPUs with native bfloat16 too. The ``skip`` head (stride-4
 trunk features join the upsampled ones) adds 0.01-0.04 val AP per epoch at 1.07x the step time;
 28 epochs with it fill the 15 minutes on the slow class. (topdown_tiny's codec has
-``oks_targets`` on by default: per-keypoint Gaussian widths and loss weights from the OKS sigmas.) The crop augmentation is milder than MMPose's COCO recipe (``CropConfig``'s
-defaults: rotation +-80 with p 0.6, scale 0.5-1.5, half bodies with p 0.3), which is made for 210
-epochs of photos: the synthetic figures already come in every orientation and size, and in 12
-epochs the milder one scored 0.62 against 0.57 (rotation 30 with p 0.3, scale 0.75-1.25, no
-half bodies; topdown_tiny's codec at sigma 2 then, 1 thread each, two runs side by side)."""
+``oks_targets`` on by default: per-keypoint Gaussian widths and loss weights from the OKS
+sigmas.) The crop augmentation is milder than MMPose's COCO recipe (``CropConfig``'s defaults:
+rotation +-80 with p 0.6, scale 0.5-1.5, half bodies with p 0.3), which is made for 210 epochs
+of photos: the synthetic figures already come in every orientation and size, and in 12 epochs
+the milder one scored 0.62 against 0.57 (rotation 30 with p 0.3, scale 0.75-1.25, no half
+bodies; topdown_tiny's codec at sigma 2 then, 1 thread each, two runs side by side)."""
 TARGET = 0.85
 """Val AP (ground-truth boxes) the run should reach."""
 ITEMS = "crops"
