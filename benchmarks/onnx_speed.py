@@ -52,9 +52,10 @@ def exported_predictors(
         out[f"posekit, ONNX Runtime {name}"] = exported.predictor(
             input_height=height, runtime_settings={"threads": threads}
         )
-    if _openvino_available() and os.environ.get("ONEDNN_MAX_CPU_ISA"):
-        print(f"OpenVINO skipped: ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']} caps its "
-              "own oneDNN too, and its convolutions then fail on this CPU")  # fmt: skip
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    if _openvino_available() and cap:
+        print(f"OpenVINO skipped: ONEDNN_MAX_CPU_ISA={cap} caps its own oneDNN too, and its "
+              "convolutions then fail on this CPU")  # fmt: skip
     elif _openvino_available():
         exported = load_model(fp32.path)
         out["posekit, OpenVINO fp32"] = exported.predictor(

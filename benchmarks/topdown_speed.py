@@ -193,8 +193,9 @@ def run(
     """Print the two top-down tables for ``records`` (photos with people; keypoints in
     ``records_schema``, matched to ``SCHEMA``'s by name) timed ``repeats`` times each, for the
     networks ``names`` that the zoo has; returns the headline numbers."""
-    source, target = KeypointSchema.load(records_schema), KeypointSchema.load(SCHEMA)
-    by_name = [source.keypoints.index(n) for n in target.keypoints]
+    by_name = KeypointSchema.load(SCHEMA).source_index(
+        KeypointSchema.load(records_schema).keypoints
+    )
     names = [n for n in names if n in MODELS]
     precisions = ["float32", "bfloat16"] if native_bfloat16() else ["float32"]
     setups = _setups(names, precisions)

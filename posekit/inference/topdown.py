@@ -29,6 +29,7 @@ from posekit.geometry import (
     crop_matrices,
     invert_affine,
     mirror_matrix,
+    transform_points,
 )
 from posekit.inference.preprocess import check_image, crop_batch
 from posekit.inference.runtime import Runtime
@@ -200,6 +201,6 @@ def perfect_crop_outputs(
     crops = []
     for i, mat in enumerate(mats):
         k = keypoints[i % m].copy()
-        k[:, :2] = k[:, :2] @ mat[:, :2].T + mat[:, 2]
+        k[:, :2] = transform_points(k[:, :2], mat)
         crops.append(k[flip_index] if i >= m else k)
     return codec.perfect_outputs(codec.encode(np.stack(crops)))
