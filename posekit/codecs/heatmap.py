@@ -32,7 +32,8 @@ Encoded (``encode``):
   square of 3 sigma, where it is at most exp(-4.5) = 0.011), so its log is an exact parabola
   everywhere. A keypoint with weight 0 has an all-zero map.
 - keypoint_weights (N, K) float32: ``topdown.keypoint_weights`` (the schema's ``joint_weights``
-  where the keypoint is labelled and inside the crop, else 0).
+  where the keypoint is labelled and inside the crop or within ``reach`` of it, else 0). A
+  keypoint beyond the crop has the tail of its Gaussian in the map (``codecs.topdown``, "Reach").
 
 With ``oks_targets`` the targets follow the metric: OKS forgives an error in proportion to a
 keypoint's sigma (a nose 0.026, a hip 0.107 in COCO), so each keypoint's Gaussian is ``sigma``
@@ -46,7 +47,9 @@ alone 0.680, the sharper Gaussians alone 0.649 (``README.md``, "Top-down models"
 Decoding (``decode_keypoints``): the argmax of each map plus a sub-cell refinement
 (``HeatmapDecodeConfig.refine``, from ``codecs.refine``); the score is the maximum of the map.
 DARK's modulation is skipped for maps whose maximum is near the border, where the blur's zero
-padding would shift it (``_refine_dark``). Exact targets decode back exactly with ``"dark"`` and
+padding would shift it (``_refine_dark``). With ``"dark"`` a maximum on the border is extrapolated
+outward by the one-sided fit, up to ``reach`` beyond the map (a keypoint outside the crop comes
+back where it is); ``"quarter"`` keeps it on the border cell. Exact targets decode back exactly with ``"dark"`` and
 ``centre="float"`` (a Gaussian's log is a parabola; the modulation adds 1e-4 input px at stride
 4); the integer centre loses up to half a cell per axis (``tests/codecs/test_heatmap.py`` derives
 and checks the bounds).
@@ -68,12 +71,22 @@ import cv2
 import numpy as np
 
 from posekit.codecs.base import ArrayLike, OutputLayout, OutputSpec, Targets, check_params
-from posekit.codecs.refine import argmax_2d, refine_dark_window, refine_quarter, safe_log
+from posekit.codecs.refine import (
+    TAIL_LOG_FLOOR,
+    argmax_2d,
+    refine_dark_window,
+    refine_quarter,
+    safe_log,
+)
 from posekit.codecs.topdown import (
+    DEFAULT_REACH,
+    MIN_TARGET,
     check_input_size,
+    check_reach,
     encoder_inputs,
     flip_outputs,
     poses_from_keypoints,
+    reach_in_output,
     to_numpy,
 )
 from posekit.errors import ConfigError, SchemaError
@@ -172,6 +185,8 @@ class HeatmapCodec:
         decode_config: default decoding parameters (``decode(config=...)`` overrides them).
         oks_targets: per-keypoint Gaussian widths and loss weights from the schema's OKS sigmas
             (module docstring); decoding is the same.
+        reach: how far beyond the crop keypoints are still encoded and decoded, in crop widths
+            and heights (``codecs.topdown``, "Reach"); 0 = only inside the crop.
 
     Attributes:
         stride: input pixels per cell: s of the stride frame; ``round(W / w)`` in the udp frame,
@@ -186,6 +201,7 @@ class HeatmapCodec:
     frame: str = "stride"
     decode_config: HeatmapDecodeConfig = HeatmapDecodeConfig()
     oks_targets: bool = False
+    reach: float = DEFAULT_REACH
 
     name: ClassVar[str] = "heatmap"
     family: ClassVar[str] = "topdown"
@@ -207,6 +223,7 @@ class HeatmapCodec:
             raise ConfigError(f"{cls}: frame must be one of {FRAMES}, got {self.frame!r}")
         if not isinstance(self.oks_targets, bool):
             raise ConfigError(f"{cls}: oks_targets must be true or false, got {self.oks_targets!r}")
+        set_(self, "reach", check_reach(self.reach, cls))
         if not isinstance(self.decode_config, HeatmapDecodeConfig):
             raise ConfigError(
                 f"{cls}: decode_config must be a HeatmapDecodeConfig, got "
@@ -297,6 +314,7 @@ class HeatmapCodec:
             "centre": self.centre,
             "frame": self.frame,
             "decode_config": asdict(self.decode_config),
+            "reach": self.reach,
         }
         if self.oks_targets:  # only when set: records written before it stay the same
             record["oks_targets"] = True
@@ -346,12 +364,12 @@ class HeatmapCodec:
             kpts_out = np.floor(kpts_out + 0.5)
         w, h = self.heatmap_size
         sigmas, scale = self._keypoint_sigmas()
-        weights = (weights * scale).astype(np.float32)
         two_var = (2.0 * sigmas**2)[:, None]  # (K, 1)
-        gx = np.exp(-((np.arange(w) - kpts_out[..., :1]) ** 2) / two_var)  # (N, K, w)
-        gy = np.exp(-((np.arange(h) - kpts_out[..., 1:]) ** 2) / two_var)  # (N, K, h)
-        gy = gy * used[..., None]
-        heatmaps = gy.astype(np.float32)[..., :, None] * gx.astype(np.float32)[..., None, :]
+        gx = np.exp(-((np.arange(w) - kpts_out[..., :1]) ** 2) / two_var).astype(np.float32)
+        gy = np.exp(-((np.arange(h) - kpts_out[..., 1:]) ** 2) / two_var).astype(np.float32)
+        used &= gx.max(axis=-1) * gy.max(axis=-1) >= MIN_TARGET  # a far tail: nothing to learn
+        weights = np.where(used, weights * scale, 0.0).astype(np.float32)
+        heatmaps = (gy * used[..., None])[..., :, None] * gx[..., None, :]  # (N, K, h, w)
         return HeatmapTargets(heatmaps=heatmaps, keypoint_weights=weights)
 
     def _keypoint_sigmas(self) -> tuple[np.ndarray, np.ndarray]:
@@ -384,7 +402,7 @@ class HeatmapCodec:
         maps = self._check_maps(heatmaps)
         x, y, scores = argmax_2d(maps)
         if cfg.refine == "dark":
-            dx, dy = _refine_dark(maps, x, y, cfg.blur_kernel)
+            dx, dy = _refine_dark(maps, x, y, cfg.blur_kernel, reach_in_output(self))
         elif cfg.refine == "quarter":  # on the 3 x 3 windows it reads, cells beyond the map missing
             win, valid = _windows(maps, x, y, 1)
             centre = np.ones(x.shape, np.int64)
@@ -494,10 +512,15 @@ def _windows(
 
 
 def _refine_dark(
-    maps: np.ndarray, x: np.ndarray, y: np.ndarray, kernel: int
+    maps: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    kernel: int,
+    beyond: tuple[float, float] = (0.5, 0.5),
 ) -> tuple[np.ndarray, np.ndarray]:
     """DARK offsets (dx, dy) (N, K) of the maxima at (x, y) of (N, K, h, w) maps: ``refine_dark``
-    on the log of the maps, modulated (``refine.modulate``) when ``kernel`` > 1.
+    on the log of the maps, modulated (``refine.modulate``) when ``kernel`` > 1; maxima on the
+    border extrapolated up to ``beyond`` = (x, y) cells past it.
 
     Both run on the window of the cells they read around each maximum (``_TAYLOR_RADIUS`` for
     the Taylor step, plus ``kernel // 2`` for the blur), the cells beyond the map being zero for
@@ -521,11 +544,11 @@ def _refine_dark(
         blurred = (by_rows.reshape(-1, size) @ band.T).reshape(win.shape[:-2] + (s, s))
         blurred = blurred.swapaxes(-1, -2)  # two matrix products over all windows at once
         centre = blurred if inner.all() else np.where(inner[..., None, None], blurred, centre)
-    log_maps = safe_log(centre)
+    log_maps = safe_log(centre, TAIL_LOG_FLOOR)
     inside = valid[..., core, core]
     if not inside.all():
         log_maps = np.where(inside, log_maps, -np.inf)
-    return refine_dark_window(log_maps)
+    return refine_dark_window(log_maps, beyond)
 
 
 @functools.lru_cache(maxsize=8)
@@ -545,7 +568,9 @@ def _blur_band(kernel: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MsraHeatmap(HeatmapCodec):
-    """MSRA (Xiao et al., 2018, "Simple Baselines"): integer centre, stride frame, quarter step."""
+    """MSRA (Xiao et al., 2018, "Simple Baselines"): integer centre, stride frame, quarter step
+    (which keeps a keypoint beyond the crop on the border cell: still nearer than the corner that
+    an all-zero map of ``reach=0`` decodes to)."""
 
     centre: str = "integer"
     frame: str = "stride"

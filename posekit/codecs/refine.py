@@ -25,6 +25,7 @@ from posekit.geometry import cv2_on_maps
 
 __all__ = [
     "LOG_FLOOR",
+    "TAIL_LOG_FLOOR",
     "argmax_1d",
     "argmax_2d",
     "log_parabola",
@@ -37,33 +38,49 @@ __all__ = [
 ]
 
 LOG_FLOOR = 1e-10
-"""Map values are floored here before the log (log(0) is undefined; any tiny value works)."""
+"""Map values are floored here before the log (log(0) is undefined; any tiny value works for
+peaks of network maps: the PAF peaks use it)."""
 
-_LOG_OF_FLOOR = float(np.log(LOG_FLOOR))
+TAIL_LOG_FLOOR = 1e-30
+"""The floor of the top-down refinements (``refine_dark_window``, ``refine_1d``): below the far
+tails that the top-down codecs still encode beyond their crops (``codecs.topdown.MIN_TARGET``),
+above float32's smallest normal."""
+
+_LOG_OF_TAIL_FLOOR = float(np.log(TAIL_LOG_FLOOR))
 
 _MAX_STEP = 2.0
 """A Taylor step further than this (cells) from the argmax is not a refinement of it: noise. (A
 strongly elongated, rotated Gaussian can have its grid maximum more than a cell from its center.)"""
 
 
-def safe_log(values: np.ndarray) -> np.ndarray:
-    """``log(max(values, LOG_FLOOR))``; -inf stays -inf (a missing neighbour)."""
-    return np.log(np.maximum(values, LOG_FLOOR))
+def safe_log(values: np.ndarray, floor: float = LOG_FLOOR) -> np.ndarray:
+    """``log(max(values, floor))``; -inf stays -inf (a missing neighbour)."""
+    return np.log(np.maximum(values, floor))
 
 
 def log_parabola(
-    left2: np.ndarray, left: np.ndarray, right: np.ndarray, right2: np.ndarray, log_c: np.ndarray
+    left2: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    right2: np.ndarray,
+    log_c: np.ndarray,
+    beyond: float = 0.5,
+    floor: float = LOG_FLOOR,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vertex offset (clipped to +-0.5 cell) and log-value gain of a parabola fit to log values.
 
     ``left2, left, right, right2``: map values (not logs) at -2, -1, +1, +2 cells from the maximum,
     -inf where outside the map; ``log_c``: the log value at the maximum. Uses the maximum and its
     two neighbours (centered differences). At a map border it uses the maximum and the two inner
-    cells instead (one-sided differences), so a blob centred up to half a cell beyond the last cell
-    center is still located. Non-concave fits give offset 0 and gain 0. float32 results.
+    cells instead (one-sided differences), so a blob centred beyond the last cell center is still
+    located: up to ``beyond`` cells past it (half a cell by default; the tail of a Gaussian
+    centred outside the map is an exact parabola too, so a codec that encodes such keypoints
+    passes its reach). Non-concave fits give offset 0 and gain 0. Values are floored at ``floor``
+    before the log. float32 results.
     """
-    logs = (safe_log(v) for v in (left2, left, right, right2))
-    return _parabola(*logs, log_c, *(np.isfinite(v) for v in (left, right, left2, right2)))
+    logs = (safe_log(v, floor) for v in (left2, left, right, right2))
+    has = (np.isfinite(v) for v in (left, right, left2, right2))
+    return _parabola(*logs, log_c, *has, beyond=beyond)
 
 
 def _parabola(
@@ -76,8 +93,10 @@ def _parabola(
     has_r: np.ndarray,
     has_l2: np.ndarray,
     has_r2: np.ndarray,
+    beyond: float | np.ndarray = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``log_parabola`` of finite (floored) log values and masks of the cells inside the map."""
+    """``log_parabola`` of finite (floored) log values and masks of the cells inside the map;
+    ``beyond`` may also be an array (one bound per fit)."""
     # f(t) around the maximum: first and second derivatives at t = 0
     slope = np.where(
         has_l & has_r,
@@ -96,7 +115,11 @@ def _parabola(
     one_sided_ok = np.where(has_l, has_l2, has_r2)
     ok = (curvature < 0) & (has_l | has_r) & ((has_l & has_r) | one_sided_ok)
     safe = np.where(ok, curvature, -1.0)
-    offset = np.where(ok, np.clip(-slope / safe, -0.5, 0.5), 0.0)
+    # inward (or with both neighbours) the vertex stays within half a cell of the maximum,
+    # else the neighbour would be the maximum; outward past a border up to ``beyond``
+    low = np.where(has_l, -0.5, -np.maximum(beyond, 0.5))
+    high = np.where(has_r, 0.5, np.maximum(beyond, 0.5))
+    offset = np.where(ok, np.clip(-slope / safe, low, high), 0.0)
     gain = np.where(ok, slope * offset + 0.5 * safe * offset**2, 0.0)
     return offset.astype(np.float32), gain.astype(np.float32)
 
@@ -130,23 +153,26 @@ def _at(padded: np.ndarray, x: np.ndarray, y: np.ndarray, dx: int, dy: int, pad:
 
 
 def refine_dark(
-    log_maps: np.ndarray, x: np.ndarray, y: np.ndarray
+    log_maps: np.ndarray, x: np.ndarray, y: np.ndarray, beyond: tuple[float, float] = (0.5, 0.5)
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sub-cell offsets (dx, dy) (...) of the maxima at integer (x, y) (...) of (..., h, w) log maps.
 
     Inside, the Taylor step ``-H^-1 g`` from central differences of the 3 x 3 neighbourhood (the
     cross term included); where the neighbourhood leaves the map, or the Hessian is not negative
-    definite, the per-axis ``log_parabola`` fits (one-sided at a border). Steps are bounded by one
-    cell. float64 results. (``refine_dark_window`` on the 5 x 5 windows around the maxima.)
+    definite, the per-axis ``log_parabola`` fits (one-sided at a border, reaching up to ``beyond``
+    = (x, y) cells past it). Taylor steps are bounded by ``_MAX_STEP``. float64 results.
+    (``refine_dark_window`` on the 5 x 5 windows around the maxima.)
     """
     pad = 2
     p = _padded(log_maps.astype(np.float64), pad)
     views = np.lib.stride_tricks.sliding_window_view(p, (5, 5), axis=(-2, -1))
     lead = np.indices(x.shape, sparse=True)
-    return refine_dark_window(views[(*lead, y, x)])
+    return refine_dark_window(views[(*lead, y, x)], beyond)
 
 
-def refine_dark_window(log_windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def refine_dark_window(
+    log_windows: np.ndarray, beyond: tuple[float, float] = (0.5, 0.5)
+) -> tuple[np.ndarray, np.ndarray]:
     """``refine_dark`` of (..., 5, 5) windows of log maps centred on their maxima (-inf: cells
     beyond the map): sub-cell offsets (dx, dy) (...) from the centre cell, float64."""
     win = np.asarray(log_windows, np.float64)
@@ -165,19 +191,20 @@ def refine_dark_window(log_windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         det = hxx * hyy - hxy**2
         ok = inside & (hxx < 0) & (det > 0)
         safe_det = np.where(ok, det, 1.0)
-        dx = np.where(ok, -(hyy * gx - hxy * gy) / safe_det, 0.0)
-        dy = np.where(ok, -(hxx * gy - hxy * gx) / safe_det, 0.0)
+        dx = np.clip(np.where(ok, -(hyy * gx - hxy * gy) / safe_det, 0.0), -_MAX_STEP, _MAX_STEP)
+        dy = np.clip(np.where(ok, -(hxx * gy - hxy * gx) / safe_det, 0.0), -_MAX_STEP, _MAX_STEP)
     fallback = ~ok
     if fallback.any():  # per-axis fits there only: the row and the column through the centre
         rest = win[fallback]
         lines = np.concatenate([rest[:, 2, :], rest[:, :, 2]])  # (2M, 5) logs, -inf: missing
         has = np.isfinite(lines)
-        logs = np.maximum(lines, _LOG_OF_FLOOR)  # as log_parabola's floor of the values
+        logs = np.maximum(lines, _LOG_OF_TAIL_FLOOR)  # a floor as log_parabola's (logs given)
         c = logs[:, 2]
+        bounds = np.repeat(np.asarray(beyond, np.float64), len(rest))  # rows: x, columns: y
         offset, _ = _parabola(*(logs[:, i] for i in (0, 1, 3, 4)), c,
-                              has[:, 1], has[:, 3], has[:, 0], has[:, 4])  # fmt: skip
+                              has[:, 1], has[:, 3], has[:, 0], has[:, 4], beyond=bounds)  # fmt: skip
         dx[fallback], dy[fallback] = np.split(offset, 2)
-    return np.clip(dx, -_MAX_STEP, _MAX_STEP), np.clip(dy, -_MAX_STEP, _MAX_STEP)
+    return dx, dy
 
 
 def refine_quarter(maps: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -192,16 +219,17 @@ def refine_quarter(maps: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.n
     return steps[0], steps[1]
 
 
-def refine_1d(vectors: np.ndarray, index: np.ndarray) -> np.ndarray:
+def refine_1d(vectors: np.ndarray, index: np.ndarray, beyond: float = 0.5) -> np.ndarray:
     """Sub-bin offsets (...) of the maxima at ``index`` (...) of (..., L) distributions, by
-    ``log_parabola`` (exact for Gaussian labels; one-sided at the ends). float32."""
+    ``log_parabola`` (exact for Gaussian labels; one-sided at the ends, reaching up to ``beyond``
+    bins past them), values floored at ``TAIL_LOG_FLOOR``. float32."""
     p = np.full((*vectors.shape[:-1], vectors.shape[-1] + 4), -np.inf)
     p[..., 2:-2] = vectors
     taken = [
         np.take_along_axis(p, (index + 2 + o)[..., None], axis=-1)[..., 0] for o in (-2, -1, 1, 2)
     ]
     center = np.take_along_axis(vectors, index[..., None], axis=-1)[..., 0]
-    offset, _ = log_parabola(*taken, safe_log(center))
+    offset, _ = log_parabola(*taken, safe_log(center, TAIL_LOG_FLOOR), beyond, TAIL_LOG_FLOOR)
     return offset
 
 

@@ -17,7 +17,8 @@ Encoded (``encode``, both codecs):
 
 - coords (N, K, 2) float32: (u, v) of each keypoint, 0 where its weight is 0;
 - keypoint_weights (N, K) float32: ``topdown.keypoint_weights`` (0 for unlabelled keypoints and
-  those outside the crop).
+  those beyond the crop's ``reach``: ``codecs.topdown``, "Reach"; within it, (u, v) may lie
+  outside [0, 1]).
 
 ``RegressionCodec`` (name ``"regression"``, DeepPose-style): the head returns ``coords`` (N, K, 2);
 decoding takes them as they are, with score 1 for every keypoint (plain regression has no
@@ -40,7 +41,9 @@ import numpy as np
 
 from posekit.codecs.base import ArrayLike, OutputLayout, OutputSpec, Targets, check_params
 from posekit.codecs.topdown import (
+    DEFAULT_REACH,
     check_input_size,
+    check_reach,
     encoder_inputs,
     flip_outputs,
     poses_from_keypoints,
@@ -76,10 +79,13 @@ class _CoordinateCodec:
     Args:
         schema: the keypoint schema (K keypoints, ``flip_index`` for ``unflip``).
         input_size: (W, H) of the crops, input pixels.
+        reach: how far beyond the crop keypoints are still encoded, in crop widths and heights
+            (``codecs.topdown``, "Reach"); 0 = only inside the crop.
     """
 
     schema: KeypointSchema
     input_size: tuple[int, int] = (192, 256)
+    reach: float = DEFAULT_REACH
 
     name: ClassVar[str]
     family: ClassVar[str] = "topdown"
@@ -89,6 +95,7 @@ class _CoordinateCodec:
     def __post_init__(self) -> None:
         size = check_input_size(self.input_size, type(self).__name__)
         object.__setattr__(self, "input_size", size)
+        object.__setattr__(self, "reach", check_reach(self.reach, type(self).__name__))
 
     # ------------------------------------------------------------------ frames
     def input_to_output_matrix(self) -> np.ndarray:
@@ -117,7 +124,7 @@ class _CoordinateCodec:
 
     def to_dict(self) -> dict[str, Any]:
         """Codec parameters for a checkpoint record (the schema is stored separately)."""
-        return {"name": self.name, "input_size": list(self.input_size)}
+        return {"name": self.name, "input_size": list(self.input_size), "reach": self.reach}
 
     @classmethod
     def from_dict(cls: type[_C], schema: KeypointSchema, spec: Mapping[str, Any]) -> _C:
@@ -193,6 +200,7 @@ class RegressionCodec(_CoordinateCodec):
     Args:
         schema: the keypoint schema.
         input_size: (W, H) of the crops, input pixels.
+        reach: see ``_CoordinateCodec``.
     """
 
     name: ClassVar[str] = "regression"
@@ -241,6 +249,7 @@ class RleCodec(_CoordinateCodec):
     Args:
         schema: the keypoint schema.
         input_size: (W, H) of the crops, input pixels.
+        reach: see ``_CoordinateCodec``.
     """
 
     name: ClassVar[str] = "rle"

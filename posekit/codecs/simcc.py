@@ -28,11 +28,13 @@ Encoded (``encode``):
   at a bin center), or divided by its sum over b (a distribution) with ``normalize``;
 - simcc_y (N, K, Wy) float32: the same along y with ``sigma_y``;
 - keypoint_weights (N, K) float32: ``topdown.keypoint_weights`` (0 for unlabelled keypoints and
-  those outside the crop, whose labels are all zero).
+  those beyond the crop's ``reach``, whose labels are all zero). A keypoint outside the crop but
+  within its reach has the tail of its Gaussian in the bins (``codecs.topdown``, "Reach").
 
 Decoding (``decode_keypoints``): argmax per axis, refined below a bin by a log-parabola through the
-maximum and its neighbours (``refine.refine_1d``, exact on Gaussian labels), optionally on
-distributions smoothed first (``refine.modulate``); see :class:`SimccDecodeConfig`.
+maximum and its neighbours (``refine.refine_1d``, exact on Gaussian labels; a maximum in the first
+or last bin extrapolated outward up to the reach), optionally on distributions smoothed first
+(``refine.modulate``); see :class:`SimccDecodeConfig`.
 """
 
 from __future__ import annotations
@@ -47,10 +49,14 @@ import numpy as np
 from posekit.codecs.base import ArrayLike, OutputLayout, OutputSpec, Targets, check_params
 from posekit.codecs.refine import argmax_1d, modulate, refine_1d
 from posekit.codecs.topdown import (
+    DEFAULT_REACH,
+    MIN_TARGET,
     check_input_size,
+    check_reach,
     encoder_inputs,
     flip_outputs,
     poses_from_keypoints,
+    reach_in_output,
     to_numpy,
 )
 from posekit.errors import ConfigError, SchemaError
@@ -124,6 +130,8 @@ class SimccCodec:
         normalize: labels divided by their sum over the bins (each a distribution, peak about
             ``1 / (sigma * sqrt(2 pi))``) when True; else peak 1 at a bin center.
         decode_config: default decoding parameters (``decode(config=...)`` overrides them).
+        reach: how far beyond the crop keypoints are still encoded and decoded, in crop widths
+            and heights (``codecs.topdown``, "Reach"); 0 = only inside the crop.
     """
 
     schema: KeypointSchema
@@ -132,6 +140,7 @@ class SimccCodec:
     sigma: tuple[float, float] = (4.9, 5.66)
     normalize: bool = False
     decode_config: SimccDecodeConfig = field(default_factory=SimccDecodeConfig)
+    reach: float = DEFAULT_REACH
 
     name: ClassVar[str] = "simcc"
     family: ClassVar[str] = "topdown"
@@ -160,6 +169,7 @@ class SimccCodec:
         if not (np.isfinite([sx, sy]).all() and sx > 0 and sy > 0):
             raise ConfigError(f"SimccCodec: sigma must be > 0 (bins), got {self.sigma!r}")
         set_(self, "sigma", (sx, sy))
+        set_(self, "reach", check_reach(self.reach, "SimccCodec"))
         if not isinstance(self.normalize, bool):
             raise ConfigError(f"SimccCodec: normalize must be a bool, got {self.normalize!r}")
         if not isinstance(self.decode_config, SimccDecodeConfig):
@@ -214,6 +224,7 @@ class SimccCodec:
             "split_ratio": self.split_ratio,
             "sigma": list(self.sigma),
             "normalize": self.normalize,
+            "reach": self.reach,
         }
 
     @classmethod
@@ -246,15 +257,21 @@ class SimccCodec:
             :class:`SimccTargets` (the "Encoded" section of the module docstring).
         """
         xy, weights = encoder_inputs(self, keypoints, input_size, ignore_mask)
-        used = weights > 0
-        labels = []
+        gaussians = []
         for axis, bins in enumerate(self.output_size(self.input_size)):
             d = np.arange(bins, dtype=np.float64) - xy[..., axis, None]  # (N, K, bins)
-            g = np.exp(-(d**2) / (2.0 * self.sigma[axis] ** 2)) * used[..., None]
+            gaussians.append(np.exp(-(d**2) / (2.0 * self.sigma[axis] ** 2)).astype(np.float32))
+        # a far tail (well outside the crop) has nothing to learn: weight 0
+        peaks = np.minimum(gaussians[0].max(-1), gaussians[1].max(-1))
+        used = (weights > 0) & (peaks >= MIN_TARGET)
+        labels = []
+        for g in gaussians:
+            g = g * used[..., None]
             if self.normalize:
-                total = g.sum(axis=-1, keepdims=True)
-                g = g / np.where(total > 0, total, 1.0)
-            labels.append(g.astype(np.float32))
+                total = g.sum(axis=-1, keepdims=True, dtype=np.float64)
+                g = (g / np.where(total > 0, total, 1.0)).astype(np.float32)
+            labels.append(g)
+        weights = np.where(used, weights, np.float32(0.0)).astype(np.float32)
         return SimccTargets(simcc_x=labels[0], simcc_y=labels[1], keypoint_weights=weights)
 
     # ------------------------------------------------------------------ decode
@@ -278,14 +295,14 @@ class SimccCodec:
         cfg = _check_config(config, self.decode_config)
         vectors = self._check_outputs(simcc_x, simcc_y)
         coords, maxima = [], []
-        for vec in vectors:
+        for vec, beyond in zip(vectors, reach_in_output(self), strict=True):
             index, value = argmax_1d(vec)
             coord = index.astype(np.float64)
             if cfg.refine:
                 smooth = vec
                 if cfg.blur_kernel > 1:
                     smooth = modulate(vec, cfg.blur_kernel, dims=1)
-                coord = coord + refine_1d(smooth, index)
+                coord = coord + refine_1d(smooth, index, beyond)
             coords.append(coord)
             maxima.append(value)
         scores = (0.5 * (maxima[0] + maxima[1])).astype(np.float32)

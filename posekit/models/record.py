@@ -14,7 +14,8 @@ reads it and it describes itself:
 
 Checkpoints of posekit 0.1 lack ``family``, ``model_options`` and ``input`` and name their codec
 ``{"codec": "paf", ...}``; they are read as bottom-up PAF models with posekit's PAF preprocessing
-at their training input height (``input_size``).
+at their training input height (``input_size``). Top-down codec records written before codecs had
+``reach`` are read with ``reach = 0``, the behaviour they were trained with (``_codec_record``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from posekit import __version__
-from posekit.codecs import codec_from_dict
+from posekit.codecs import CODECS, codec_from_dict
 from posekit.codecs.base import FAMILIES, Codec
 from posekit.errors import CheckpointError, ConfigError, PosekitError
 from posekit.schema import KeypointSchema
@@ -114,7 +115,7 @@ class ModelRecord:
         _check_entries(obj, _RECORD_KEYS, where)
         try:
             schema = KeypointSchema.from_dict(obj["schema"], where=f"checkpoint {where}")
-            codec = codec_from_dict(schema, obj["codec"])
+            codec = codec_from_dict(schema, _codec_record(obj["codec"]))
             if "input" in obj:
                 spec = InputSpec.from_dict(obj["input"])
             else:  # posekit 0.1: PAF preprocessing at the training input height
@@ -244,3 +245,15 @@ def _read_error(path: Path, exc: BaseException) -> CheckpointError:
     return CheckpointError(
         f"cannot read checkpoint {path} (truncated, corrupt or not a torch file): {first_line}"
     )
+
+
+def _codec_record(record: Any) -> Any:
+    """A checkpoint's codec record, ``reach = 0`` added to a top-down one written without it
+    (``codecs.topdown``, "Reach": such models learned and decode only keypoints inside the crop);
+    anything else as it is (``codec_from_dict`` checks it)."""
+    if not isinstance(record, Mapping) or "reach" in record:
+        return record
+    codec = CODECS.get(record.get("name"))
+    if codec is None or codec.family != "topdown":
+        return record
+    return {**record, "reach": 0.0}

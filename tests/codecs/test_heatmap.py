@@ -36,7 +36,7 @@ from posekit.codecs.heatmap import (
     UdpHeatmap,
 )
 from posekit.codecs.refine import argmax_2d, modulate, refine_dark, refine_quarter, safe_log
-from posekit.codecs.topdown import TopDownCodec
+from posekit.codecs.topdown import TopDownCodec, reach_in_output
 from posekit.data.coco import CocoKeypointDataset
 from posekit.geometry import box_to_center_size, crop_matrix, transform_points
 
@@ -119,19 +119,52 @@ def test_targets_have_the_documented_values():
 
 
 def test_outside_or_unlabelled_keypoints_get_weight_zero_and_a_zero_map():
+    """With ``reach=0`` (posekit before ``reach``; MMPose) a keypoint just outside the crop's
+    pixel area is not encoded; by default it is until ``reach`` beyond the crop."""
     kpts = _random_keypoints(2, seed=1)
     kpts[0, 0, 0] = -0.6  # just left of the crop's pixel area
     kpts[0, 1, 1] = H - 0.5  # the bottom edge is outside (half-open area)
+    kpts[0, 4, 0] = -0.51 - 0.2 * W  # just beyond the default reach
     kpts[1, 2, 2] = 0  # unlabelled
     kpts[1, 3, :2] = np.nan  # unlabelled, no coordinates
     kpts[1, 3, 2] = 0
     for cls in PRESETS:
-        t = cls(COCO).encode(kpts)
-        zero = [(0, 0), (0, 1), (1, 2), (1, 3)]
-        for n, k in zero:
-            assert t.keypoint_weights[n, k] == 0 and not t.heatmaps[n, k].any()
-        assert (t.keypoint_weights == 0).sum() == len(zero)
-        assert np.isfinite(t.heatmaps).all()
+        for reach, zero in ((0.0, [(0, 0), (0, 1), (0, 4), (1, 2), (1, 3)]),
+                            (0.2, [(0, 4), (1, 2), (1, 3)])):  # fmt: skip
+            t = cls(COCO, reach=reach).encode(kpts)
+            for n, k in zero:
+                assert t.keypoint_weights[n, k] == 0 and not t.heatmaps[n, k].any()
+            assert (t.keypoint_weights == 0).sum() == len(zero)
+            assert np.isfinite(t.heatmaps).all()
+    assert DarkHeatmap(COCO).reach == UdpHeatmap(COCO).reach == MsraHeatmap(COCO).reach == 0.2
+
+
+@pytest.mark.parametrize("cls", [DarkHeatmap, UdpHeatmap])
+def test_keypoints_outside_the_crop_within_its_reach_come_back_from_the_tail(cls):
+    """A keypoint beyond the crop leaves the tail of its Gaussian in the map (maximum on the
+    border); the one-sided fit extrapolates it back exactly, up to the reach and no further."""
+    codec = cls(COCO)
+    kpts = _random_keypoints(3, seed=21)
+    kpts[0, :, 0] = np.linspace(-0.4 * W * 0.2, W - 1 + 0.9 * W * 0.2, K)  # across both sides
+    kpts[1, :, 1] = np.linspace(H - 0.5, H - 0.5 + 0.19 * H, K)  # below the bottom edge
+    kpts[2, :8, :2] = [[-10.0, -12.0], [W + 20.0, -30.0], [-25.0, H + 40.0], [W + 5.0, H + 9.0],
+                       [-30.0, 100.0], [W + 30.0, 50.0], [90.0, -40.0], [60.0, H + 45.0]]  # fmt: skip
+    t = codec.encode(kpts)
+    assert (t.keypoint_weights > 0).all()
+    err = _dist(_errors(codec, kpts))
+    assert err.max() < 0.01, err.max()
+    outside = (kpts[..., 0] < -0.5) | (kpts[..., 0] > W - 0.5) | (kpts[..., 1] > H - 0.5)
+    assert outside.sum() > 20  # most of what was checked lay beyond the crop
+    # with reach 0 the same maps decode on the border: half a cell beyond it at most
+    xy, _ = cls(COCO, reach=0.0).decode_keypoints(t.heatmaps)
+    w, h = codec.heatmap_size
+    assert xy[..., 0].min() >= -0.5 and xy[..., 0].max() <= w - 0.5 and xy[..., 1].max() <= h - 0.5
+    # noise on the border extrapolates no further than the reach
+    noise = np.random.default_rng(3).random((4, K, h, w)).astype(np.float32)
+    noise[..., 0] += 1.0  # every maximum on the left border
+    xy, _ = codec.decode_keypoints(noise)
+    bx, _ = reach_in_output(codec)
+    assert xy[..., 0].min() >= -bx - 1e-5 and xy[..., 0].max() <= 0.5
 
 
 def test_joint_weights_of_the_schema_are_applied():
@@ -206,7 +239,7 @@ def test_windowed_refinement_equals_the_refinement_of_whole_maps(kernel):
     x, y, _ = argmax_2d(noisy)
     xy, _ = codec.decode_keypoints(noisy, HeatmapDecodeConfig(blur_kernel=kernel))
     smooth = modulate(noisy, kernel) if kernel > 1 else noisy
-    dx, dy = refine_dark(safe_log(smooth), x, y)
+    dx, dy = refine_dark(safe_log(smooth), x, y, reach_in_output(codec))
     inner = (x > 6) & (x < 41) & (y > 6) & (y < 57) if kernel > 1 else np.ones(x.shape, bool)
     assert inner.sum() > 20
     # the same up to float32 rounding (the windows' blur sums in another order than OpenCV's)
@@ -231,8 +264,9 @@ def test_windowed_refinement_equals_whole_maps_at_every_maximum_also_at_borders(
     # whole maps: modulated where the maximum is more than r + 1 cells from the border
     inner = (x > r) & (x < w - 1 - r) & (y > r) & (y < h - 1 - r) if r else np.ones(x.shape, bool)
     smooth = modulate(noise, kernel) if kernel > 1 else noise
-    mx, my = refine_dark(safe_log(smooth), x, y)
-    px, py = refine_dark(safe_log(noise), x, y)
+    beyond = reach_in_output(codec)  # border maxima extrapolated outward up to the reach
+    mx, my = refine_dark(safe_log(smooth), x, y, beyond)
+    px, py = refine_dark(safe_log(noise), x, y, beyond)
     expected = np.stack([x + np.where(inner, mx, px), y + np.where(inner, my, py)], -1)
     # float32 rounding of the blur (another summation order than OpenCV's), which the steps of
     # noise maxima (flat, barely concave) magnify to a few 1e-5 cells

@@ -78,22 +78,30 @@ def test_targets_and_weights(cls):
     schema = KeypointSchema(
         name="t", keypoints=("a", "left_b", "right_b"), joint_weights=(1.0, 2.0, 0.5)
     )
-    codec = cls(schema, input_size=(20, 10))
+    codec = cls(schema, input_size=(20, 10), reach=0.0)
     kpts = np.array(
         [
             [[9.5, 4.5, 2], [-0.5, -0.5, 1], [19.4, 9.4, 2]],  # inside: the joint weights
             [[-0.6, 5, 2], [20 - 0.5, 4, 2], [7, 10 - 0.5, 2]],  # just outside
             [[5, 5, 0], [np.nan, np.nan, 0], [0, 0, 2]],  # unlabelled (NaN allowed there)
+            [[-4.4, 5, 2], [23.4, 4, 2], [7, 10 + 2.6, 2]],  # within 0.2 crops, the last beyond
         ]
     )
     t = codec.encode(kpts)
     assert isinstance(t, RegressionTargets) and t.coords.dtype == np.float32
     assert t.arrays().keys() == {"coords", "keypoint_weights"}
-    np.testing.assert_array_equal(t.keypoint_weights, [[1, 2, 0.5], [0, 0, 0], [0, 0, 0.5]])
+    np.testing.assert_array_equal(
+        t.keypoint_weights, [[1, 2, 0.5], [0, 0, 0], [0, 0, 0.5], [0, 0, 0]]
+    )
     np.testing.assert_allclose(t.coords[0], [[0.5, 0.5], [0, 0], [0.995, 0.99]], atol=1e-7)
     np.testing.assert_array_equal(t.coords[1:2], 0)  # weight 0: zero targets
     np.testing.assert_array_equal(t.coords[2, :2], 0)
     np.testing.assert_allclose(t.coords[2, 2], [0.5 / 20, 0.5 / 10], atol=1e-7)
+    t = cls(schema, input_size=(20, 10)).encode(kpts)  # default reach 0.2: 4 px in x, 2 in y
+    np.testing.assert_array_equal(
+        t.keypoint_weights, [[1, 2, 0.5], [1, 2, 0.5], [0, 0, 0.5], [1, 2, 0]]
+    )
+    np.testing.assert_allclose(t.coords[3, :2], [[-3.9 / 20, 0.55], [23.9 / 20, 0.45]], atol=1e-6)
 
 
 @pytest.mark.parametrize("cls", CODECS)
@@ -152,7 +160,10 @@ def test_real_coco_crops_round_trip_to_image_pixels(cls, coco_val):
     codec = cls(COCO)
     t = codec.encode(kpts_crop)
     used = t.keypoint_weights > 0
-    assert used.sum() == (kpts_img[..., 2] > 0).sum() - 5  # 5 COCO points outside their crop
+    assert used.sum() == (kpts_img[..., 2] > 0).sum()  # 5 of them outside, within the reach
+    assert cls(COCO, reach=0.0).encode(kpts_crop).keypoint_weights.astype(bool).sum() == (
+        used.sum() - 5
+    )
     to_image = np.stack(
         [compose_affine(invert_affine(m), codec.output_to_input_matrix()) for m in to_crop]
     )
@@ -205,7 +216,7 @@ def test_decoders_never_mutate_and_accept_torch(cls):
 def test_record_round_trip(cls):
     codec = cls(COCO, input_size=(96, 128))
     record = codec.to_dict()
-    assert record == {"name": cls.name, "input_size": [96, 128]}
+    assert record == {"name": cls.name, "input_size": [96, 128], "reach": 0.2}
     assert json.loads(json.dumps(record)) == record
     assert cls.from_dict(COCO, record) == codec
     assert cls.from_dict(COCO, {"name": cls.name}) == cls(COCO)
@@ -213,6 +224,9 @@ def test_record_round_trip(cls):
 
 @pytest.mark.parametrize("cls", CODECS)
 def test_bad_parameters_and_records(cls):
+    for bad in (-0.1, 1.5, float("nan"), "0.2", True):
+        with pytest.raises(ConfigError, match="reach must be a number in"):
+            cls(COCO, reach=bad)
     with pytest.raises(ConfigError, match="input_size must be two positive integers"):
         cls(COCO, input_size=(192, 0))
     with pytest.raises(

@@ -124,21 +124,49 @@ def test_weights_zero_outside_the_crop_and_unlabelled_and_use_joint_weights():
         keypoints=("a", "left_b", "right_b"),
         joint_weights=(1.0, 2.0, 0.5),
     )
-    codec = SimccCodec(schema, input_size=(20, 10))
     kpts = np.array(
         [
             [[5, 5, 2], [3, 4, 1], [7, 2, 2]],  # all inside: the joint weights
             [[-0.6, 5, 2], [19.5, 4, 2], [7, 9.5, 2]],  # just outside: left, right, bottom
             [[5, 5, 0], [np.nan, np.nan, 0], [-0.5, -0.5, 2]],  # unlabelled; top-left corner in
+            [[-4.4, 5, 2], [5, 11.4, 2], [5, 11.6, 2]],  # within the reach 0.2, the last beyond
         ],
         dtype=np.float64,
     )
+    for reach, expected in ((0.0, [[1, 2, 0.5], [0, 0, 0], [0, 0, 0.5], [0, 0, 0]]),
+                            (0.2, [[1, 2, 0.5], [1, 2, 0.5], [0, 0, 0.5], [1, 2, 0]])):  # fmt: skip
+        t = SimccCodec(schema, input_size=(20, 10), sigma=2.0, reach=reach).encode(kpts)
+        np.testing.assert_array_equal(t.keypoint_weights, expected)
+        zero = t.keypoint_weights == 0
+        assert t.simcc_x[zero].max() == 0 and t.simcc_y[zero].max() == 0
+        inside = np.zeros(zero.shape, bool)
+        inside[0], inside[2, 2] = True, True
+        assert (t.simcc_x[inside].max(axis=-1) > 0.9).all()
+        assert np.isfinite(t.simcc_x).all() and np.isfinite(t.simcc_y).all()
+    assert 0 < t.simcc_x[3, 0].max() < 1e-3 and 0 < t.simcc_y[3, 1].max() < 0.2  # tails only
+    # a far tail (below MIN_TARGET) is not encoded even within the reach: a narrow Gaussian
+    t = SimccCodec(schema, input_size=(20, 10), sigma=0.5, reach=0.2).encode(kpts)
+    assert t.keypoint_weights[3, 0] == 0 and t.keypoint_weights[1, 0] == 1
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_keypoints_beyond_the_crop_within_the_reach_come_back_from_the_tails(normalize):
+    """Labels of a keypoint outside the crop hold the tail of its Gaussian (maximum in the first
+    or last bin); the one-sided log-parabola extrapolates it exactly, no further than the reach.
+    (Up to ~8 sigmas: farther, the labels fall below MIN_TARGET and are not encoded.)"""
+    codec = SimccCodec(COCO, normalize=normalize)
+    kpts = _random_keypoints(2, seed=5)
+    kpts[0, :, 0] = np.linspace(-20.0, -0.6, COCO.num_keypoints)  # left of the crop
+    kpts[1, :, 1] = np.linspace(SIZE[1] - 0.4, SIZE[1] + 20.0, COCO.num_keypoints)  # below it
     t = codec.encode(kpts)
-    np.testing.assert_array_equal(t.keypoint_weights, [[1, 2, 0.5], [0, 0, 0], [0, 0, 0.5]])
-    zero = t.keypoint_weights == 0
-    assert t.simcc_x[zero].max() == 0 and t.simcc_y[zero].max() == 0
-    assert (t.simcc_x[~zero].max(axis=-1) > 0.9).all()
-    assert np.isfinite(t.simcc_x).all() and np.isfinite(t.simcc_y).all()
+    assert (t.keypoint_weights > 0).all()
+    xy, _ = codec.decode_keypoints(t.simcc_x, t.simcc_y)
+    back = xy @ codec.output_to_input_matrix()[:, :2].T + codec.output_to_input_matrix()[:, 2]
+    assert np.abs(back - kpts[..., :2]).max() < REFINED_BOUND
+    noise = np.random.default_rng(1).random((3, COCO.num_keypoints, 384)).astype(np.float32)
+    noise[..., -1] += 1.0  # maxima in the last x bin
+    xy, _ = codec.decode_keypoints(noise, t.simcc_y[:1].repeat(3, 0))
+    assert xy[..., 0].max() <= 383 + 0.2 * 384 + 1e-4 and xy[..., 0].min() >= 383 - 0.5
 
 
 @pytest.mark.parametrize("normalize", [False, True])
@@ -199,7 +227,7 @@ def test_real_coco_crops_round_trip_to_image_pixels(coco_val):
     kpts_crop = kpts_img.copy()
     kpts_crop[..., :2] = np.einsum("nij,nkj->nki", to_crop[:, :, :2], kpts_img[..., :2])
     kpts_crop[..., :2] += to_crop[:, None, :, 2]
-    codec = SimccCodec(COCO)
+    codec = SimccCodec(COCO, reach=0.0)  # the 5 outside their padded boxes: see the next test
     t = codec.encode(kpts_crop)
     x, y = kpts_crop[..., 0], kpts_crop[..., 1]
     inside = (x >= -0.5) & (x < SIZE[0] - 0.5) & (y >= -0.5) & (y < SIZE[1] - 0.5)

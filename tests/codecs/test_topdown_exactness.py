@@ -51,10 +51,16 @@ def _crops(boxes: np.ndarray, rng: np.random.Generator):
 
 
 def _errors(codec, kpts_img, boxes, seed, *, flip=False):
-    """(errors (N, K, 2) input px, (N, K) bool: the keypoint is inside its crop)."""
+    """(errors (N, K, 2) input px, (N, K) bool: the keypoint was encoded: inside its crop or
+    within the codec's reach; except for MSRA, whose quarter step keeps the ones beyond the crop
+    on the border: inside the crop only)."""
     mats, px = _crops(boxes, np.random.default_rng(seed))
-    got, inside = perfect_keypoints(codec, kpts_img, mats, flip=flip)
-    return (got - kpts_img[..., :2]) * px[:, None, None], inside
+    got, encoded = perfect_keypoints(codec, kpts_img, mats, flip=flip)
+    if codec.name == "msra":
+        crop = np.einsum("nij,nkj->nki", mats[:, :, :2], kpts_img[..., :2]) + mats[:, None, :, 2]
+        w, h = codec.input_size
+        encoded &= ((crop >= -0.5) & (crop < np.array([w, h]) - 0.5)).all(-1)
+    return (got - kpts_img[..., :2]) * px[:, None, None], encoded
 
 
 def _random_people(n: int, seed: int):

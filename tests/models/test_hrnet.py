@@ -21,6 +21,7 @@ from torch import nn
 
 from posekit.codecs import codec_from_dict
 from posekit.codecs.heatmap import HeatmapCodec
+from posekit.codecs.topdown import DEFAULT_REACH
 from posekit.errors import CheckpointError, WeightsDownloadError
 from posekit.models.backbones.hrnet import HRNet
 from posekit.models.published_hrnet import (
@@ -415,7 +416,7 @@ def test_weights_records():
         assert info.num_values == floats[width]
         assert info.schema_name == "coco_person" and info.sha256 is None
         codec = codec_from_dict(info.schema, info.codec)
-        assert codec.to_dict() == info.codec
+        assert codec.to_dict() == {**info.codec, "reach": DEFAULT_REACH}  # its own default
         assert codec.stride == 4 and codec.layout == HeatmapCodec(COCO).layout
         assert (info.input.width, info.input.height, info.input.color_order) == (192, 256, "RGB")
         assert info.input.size_divisor == 32 and info.url.startswith("https://")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from posekit import CheckpointError, KeypointSchema
+from posekit.codecs import build_codec
 from posekit.codecs.paf import PafCodec
 from posekit.models.record import FORMAT, ModelRecord
 from posekit.structures import InputSpec
@@ -41,6 +42,19 @@ def test_a_posekit_0_1_record_reads_as_a_bottom_up_paf_model():
     assert record.family == "bottomup" and record.codec == PafCodec(SCHEMA)
     assert record.model_options == {"num_refinement_stages": 2}
     assert record.input_spec == InputSpec(height=368)  # posekit's PAF preprocessing
+
+
+@pytest.mark.parametrize("name", ["udp", "simcc", "rle"])
+def test_top_down_records_written_before_reach_keep_the_codec_they_were_trained_with(name):
+    """A top-down codec record without ``reach`` (posekit before it) reads with reach 0: the
+    model learned only keypoints inside its crops; a record with it keeps its value."""
+    coco = KeypointSchema.named("coco_person")
+    codec = build_codec(name, coco)
+    entries = ModelRecord("topdown", "topdown_tiny", coco, codec, InputSpec(), {}).to_dict()
+    assert entries["codec"]["reach"] == 0.2
+    assert ModelRecord.from_dict(entries, "new.pt").codec == codec
+    old = {**entries, "codec": {k: v for k, v in entries["codec"].items() if k != "reach"}}
+    assert ModelRecord.from_dict(old, "old.pt").codec == build_codec(name, coco, reach=0.0)
 
 
 @pytest.mark.parametrize(
