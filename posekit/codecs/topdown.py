@@ -122,11 +122,13 @@ def check_reach(reach: Any, where: str) -> float:
 
 
 def reach_in_output(codec: TopDownCodec) -> tuple[float, float]:
-    """(x, y) of the codec's ``reach`` in its output frame's units (cells, bins), >= 0."""
+    """(x, y): how far past its first and last cell centres a decoder may place a keypoint, in
+    the codec's output units (cells, bins): half a cell (the crop's edge lies within it in every
+    frame) plus the codec's ``reach`` there."""
     matrix = codec.input_to_output_matrix()
     w, h = codec.input_size
     reach = float(getattr(codec, "reach", 0.0))
-    return reach * w * abs(float(matrix[0, 0])), reach * h * abs(float(matrix[1, 1]))
+    return 0.5 + reach * w * abs(float(matrix[0, 0])), 0.5 + reach * h * abs(float(matrix[1, 1]))
 
 
 def check_keypoints(keypoints: np.ndarray, schema: KeypointSchema) -> np.ndarray:

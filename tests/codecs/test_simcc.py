@@ -166,7 +166,7 @@ def test_keypoints_beyond_the_crop_within_the_reach_come_back_from_the_tails(nor
     noise = np.random.default_rng(1).random((3, COCO.num_keypoints, 384)).astype(np.float32)
     noise[..., -1] += 1.0  # maxima in the last x bin
     xy, _ = codec.decode_keypoints(noise, t.simcc_y[:1].repeat(3, 0))
-    assert xy[..., 0].max() <= 383 + 0.2 * 384 + 1e-4 and xy[..., 0].min() >= 383 - 0.5
+    assert xy[..., 0].max() <= 383 + 0.5 + 0.2 * 384 + 1e-4 and xy[..., 0].min() >= 383 - 0.5
 
 
 @pytest.mark.parametrize("normalize", [False, True])
