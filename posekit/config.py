@@ -161,12 +161,17 @@ class TrainConfig:
     ``val_flip``: validate with flip test (maps of the image and of its mirror averaged, as
     ``posekit eval --flip``), the usual protocol, when the skeleton is left/right symmetric;
     false halves the validation time.
+    ``fg_weights``: the loss weight of foreground errors, (heatmaps, PAFs): a keypoint heatmap
+    cell's squared error weighs ``1 + a * target``, a PAF cell's on a limb ``1 + b``
+    (``models.losses.BottomUpLoss``; top-down heatmap codecs use ``a``: ``KeypointMSELoss``);
+    ``[0, 0]`` is Lightweight OpenPose's (and MMPose's) plain loss.
     """
 
     epochs: int = 25
     batch_size: int = 8
     frozen_backbone_epochs: int = 0
     stage_loss_weights: tuple[float, ...] | None = None
+    fg_weights: tuple[float, float] = (10.0, 4.0)
     amp: bool = True
     channels_last: bool = True
     grad_clip: float | None = None
@@ -189,6 +194,12 @@ class TrainConfig:
         weights = self.stage_loss_weights
         _check(
             weights is None or all(w >= 0 for w in weights), "stage_loss_weights", "must be >= 0"
+        )
+        fg = self.fg_weights
+        _check(
+            len(fg) == 2 and all(w >= 0 for w in fg),
+            "fg_weights",
+            f"must be two numbers >= 0 (heatmaps, PAFs), got {list(fg)}",
         )
 
 

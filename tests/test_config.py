@@ -71,6 +71,8 @@ def test_nested_override_keeps_the_other_default_values(tmp_path):
         (["train.epochs"], r"expected section\.key=value"),
         (["data.synth.partcolors=true"], r"did you mean 'data\.synth\.part_colors'"),
         (["data.synth.max_instances=-1"], r"data\.synth\.max_instances"),
+        (["train.fg_weights=[1, -2]"], r"fg_weights: must be two numbers >= 0"),
+        (["train.fg_weights=[1, 2, 3]"], r"train\.fg_weights"),
     ],
 )
 def test_errors_name_the_key(overrides, match):

@@ -36,17 +36,38 @@ class BottomUpLoss(torch.nn.Module):
     is divided by the batch size (the Lightweight OpenPose normalisation, which keeps gradients of
     small, sparse targets from vanishing), then by 2.
 
+    Foreground weights (``fg_weights = (a, b)``): the squared error of a keypoint heatmap cell is
+    also multiplied by ``1 + a * target`` and that of a PAF cell on a limb (non-zero target) by
+    ``1 + b``. The targets are mostly background, so plain MSE first drives the network to the
+    all-zero maps and finds the peaks and limbs only later; weighting them shortens that phase
+    (``posekit train``'s default (10, 4): val AP 0.47 instead of 0.11 after the first epoch of the
+    default synthetic run, README "Training"). ``(0, 0)`` is Lightweight OpenPose's plain loss.
+
     Args:
         codec: the PAF codec (its schema's ``joint_weights`` weigh the keypoint channels).
         stage_weights: one weight per network stage (default 1 each).
+        fg_weights: (a, b) >= 0, above; default (0, 0).
     """
 
-    def __init__(self, codec: PafCodec, stage_weights: Sequence[float] | None = None):
+    def __init__(
+        self,
+        codec: PafCodec,
+        stage_weights: Sequence[float] | None = None,
+        fg_weights: Sequence[float] = (0.0, 0.0),
+    ):
         super().__init__()
         background = codec.num_heatmaps - codec.schema.num_keypoints
         weights = list(codec.schema.joint_weights) + [1.0] * background
         self.register_buffer("channel_weights", torch.tensor(weights).view(1, -1, 1, 1))
+        keypoints = [1.0] * codec.schema.num_keypoints + [0.0] * background
+        self.register_buffer("keypoint_channels", torch.tensor(keypoints).view(1, -1, 1, 1))
         self.stage_weights = None if stage_weights is None else tuple(stage_weights)
+        fg = tuple(float(w) for w in fg_weights)
+        if len(fg) != 2 or not all(math.isfinite(w) and w >= 0 for w in fg):
+            raise ConfigError(
+                f"fg_weights must be two numbers >= 0 (heatmaps, PAFs), got {fg_weights!r}"
+            )
+        self.fg_weights = fg
 
     def forward(
         self,
@@ -66,6 +87,12 @@ class BottomUpLoss(torch.nn.Module):
             )
         weights = self.stage_weights or (1.0,) * len(outputs)
         m = mask.unsqueeze(1)
+        w_heat, w_paf = m * self.channel_weights, m
+        fg_heat, fg_paf = self.fg_weights
+        if fg_heat:
+            w_heat = w_heat * (1.0 + fg_heat * heatmaps * self.keypoint_channels)
+        if fg_paf:
+            w_paf = m * (1.0 + fg_paf * (pafs != 0).to(pafs.dtype))
         batch = heatmaps.shape[0]
         total = heatmaps.new_zeros(())
         parts_h, parts_p = [], []
@@ -75,8 +102,8 @@ class BottomUpLoss(torch.nn.Module):
                     f"stage output shapes {tuple(pred_h.shape)}, {tuple(pred_p.shape)} do not "
                     f"match the targets {tuple(heatmaps.shape)}, {tuple(pafs.shape)}"
                 )
-            loss_h = ((pred_h - heatmaps) ** 2 * m * self.channel_weights).sum() / batch / 2
-            loss_p = ((pred_p - pafs) ** 2 * m).sum() / batch / 2
+            loss_h = ((pred_h - heatmaps) ** 2 * w_heat).sum() / batch / 2
+            loss_p = ((pred_p - pafs) ** 2 * w_paf).sum() / batch / 2
             total = total + w * (loss_h + loss_p)
             parts_h.append(float(loss_h.detach()))
             parts_p.append(float(loss_p.detach()))
@@ -108,7 +135,18 @@ class KeypointMSELoss(torch.nn.Module):
     the mean over the N instances of each one's weighted mean squared error, i.e. the mean over
     every element of ``w * (p - t)^2`` (MMPose's ``KeypointMSELoss`` with ``use_target_weight``,
     always on here: weights carry the schema's ``joint_weights`` and zero unlabelled keypoints).
+
+    With ``fg_weight`` a > 0 each element also weighs ``1 + a * t_nkij``, as ``BottomUpLoss``'s
+    heatmaps: the peaks count more than the background that dominates the mean (``posekit
+    train``'s default a = 10: ``topdown_tiny`` at val AP 0.42 instead of 0.02 after its first
+    epoch on synthetic data and 0.734 instead of 0.717 after 12). a = 0 is MMPose's loss.
     """
+
+    def __init__(self, fg_weight: float = 0.0) -> None:
+        super().__init__()
+        if not (math.isfinite(fg_weight) and fg_weight >= 0):
+            raise ConfigError(f"fg_weight must be a number >= 0, got {fg_weight!r}")
+        self.fg_weight = float(fg_weight)
 
     def forward(
         self, heatmaps: torch.Tensor, target: torch.Tensor, keypoint_weights: torch.Tensor
@@ -117,6 +155,8 @@ class KeypointMSELoss(torch.nn.Module):
         with ``keypoint_weights`` (N, K) (``Targets.keypoint_weights``)."""
         _check_shapes("KeypointMSELoss", heatmaps, target, keypoint_weights)
         w = keypoint_weights.reshape(*keypoint_weights.shape, *(1,) * (heatmaps.dim() - 2))
+        if self.fg_weight:
+            w = w * (1.0 + self.fg_weight * target)
         return ((heatmaps - target) ** 2 * w).mean()
 
 

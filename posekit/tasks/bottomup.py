@@ -77,6 +77,8 @@ class BottomUpTask:
         codec: the PAF codec (targets, decoding, flip).
         augment: the whole-image augmentation; its ``input_size`` is the training input.
         stage_weights: loss weight per network stage (default 1 each).
+        fg_weights: foreground weights of the loss, (heatmaps, PAFs) (``BottomUpLoss``; default
+            (0, 0), the plain loss; ``posekit train``'s config has (10, 4)).
     """
 
     family: ClassVar[str] = "bottomup"
@@ -88,17 +90,21 @@ class BottomUpTask:
         augment: AugmentConfig,
         *,
         stage_weights: Sequence[float] | None = None,
+        fg_weights: Sequence[float] = (0.0, 0.0),
     ) -> None:
         codec.output_size(augment.input_size)  # the input size must fit the stride
         self.codec = codec
         self.augment = augment
         self.input_spec = InputSpec(size_divisor=codec.stride, height=augment.input_size[1])
-        self.criterion = BottomUpLoss(codec, stage_weights)
+        self.criterion = BottomUpLoss(codec, stage_weights, fg_weights)
 
     @classmethod
     def from_config(cls, codec: PafCodec, config: Any) -> BottomUpTask:
-        """The task of a run's config: ``data.augment``, ``train.stage_loss_weights``."""
-        return cls(codec, config.data.augment, stage_weights=config.train.stage_loss_weights)
+        """The task of a run's config: ``data.augment``, ``train.stage_loss_weights``,
+        ``train.fg_weights``."""
+        train = config.train
+        return cls(codec, config.data.augment, stage_weights=train.stage_loss_weights,
+                   fg_weights=train.fg_weights)  # fmt: skip
 
     def train_dataset(self, dataset: CocoKeypointDataset) -> Dataset:
         """Augmented whole images of ``dataset`` with their PAF targets."""

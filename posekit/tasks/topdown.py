@@ -48,18 +48,19 @@ MIN_BOX = 1.0
 
 _Loss = Callable[[Sequence[torch.Tensor], dict[str, torch.Tensor]], torch.Tensor]
 
-_LOSSES: dict[tuple[str, ...], tuple[str, Callable[[], nn.Module], Callable[..., Any]]] = {
+_LOSSES: dict[tuple[str, ...], tuple[str, Callable[[float], nn.Module], Callable[..., Any]]] = {
     ("heatmaps",): ("heatmaps", KeypointMSELoss,
                     lambda f, o, t: f(o[0], t["heatmaps"], t["keypoint_weights"])),
-    ("simcc_x", "simcc_y"): ("simcc", SimccKLLoss,
+    ("simcc_x", "simcc_y"): ("simcc", lambda fg: SimccKLLoss(),
                              lambda f, o, t: f(o[0], o[1], t["simcc_x"], t["simcc_y"],
                                                t["keypoint_weights"])),
-    ("coords",): ("coords", KeypointL1Loss,
+    ("coords",): ("coords", lambda fg: KeypointL1Loss(),
                   lambda f, o, t: f(o[0], t["coords"], t["keypoint_weights"])),
-    ("coords", "sigmas"): ("rle", RleLoss,
+    ("coords", "sigmas"): ("rle", lambda fg: RleLoss(),
                            lambda f, o, t: f(o[0], o[1], t["coords"], t["keypoint_weights"])),
 }  # fmt: skip
-"""Codec outputs -> (loss part name, loss module, how it takes outputs and targets)."""
+"""Codec outputs -> (loss part name, the loss module of a foreground weight (heatmaps only), how
+it takes outputs and targets)."""
 
 
 class TopDownItems(Dataset):
@@ -123,6 +124,8 @@ class TopDownTask:
         crop: the augmentation; its ``input_size`` must be the codec's (left at its default, it
             takes the codec's).
         input_spec: preprocessing of the crops (default posekit's: BGR, (pixel - 128) / 256).
+        fg_weight: heatmap codecs: ``KeypointMSELoss``'s foreground weight (default 0, MMPose's
+            loss; ``posekit train`` passes ``train.fg_weights[0]``, 10 by default).
     """
 
     family: ClassVar[str] = "topdown"
@@ -133,6 +136,7 @@ class TopDownTask:
         crop: CropConfig | None = None,
         *,
         input_spec: InputSpec | None = None,
+        fg_weight: float = 0.0,
     ) -> None:
         crop = crop or CropConfig()
         if crop.input_size != codec.input_size:
@@ -151,16 +155,17 @@ class TopDownTask:
         )
         name, loss, self._apply = _LOSSES[codec.layout.names]
         self.loss_names = (name,)
-        self.criterion = loss()
+        self.criterion = loss(fg_weight)
 
     @classmethod
     def from_config(cls, codec: TopDownCodec, config: Any) -> TopDownTask:
-        """The task of a run's config: ``data.crop``, and the normalisation of the zoo model's
-        input spec (ImageNet RGB for HRNet, whose published weights expect it)."""
+        """The task of a run's config: ``data.crop``, ``train.fg_weights[0]`` (heatmaps), and
+        the normalisation of the zoo model's input spec (ImageNet RGB for HRNet, whose published
+        weights expect it)."""
         w, h = codec.input_size
         spec = dataclasses.replace(zoo.MODELS[config.model.name].input, width=w, height=h,
                                    box_padding=config.data.crop.padding)  # fmt: skip
-        return cls(codec, config.data.crop, input_spec=spec)
+        return cls(codec, config.data.crop, input_spec=spec, fg_weight=config.train.fg_weights[0])
 
     def train_dataset(self, dataset: CocoKeypointDataset) -> Dataset:
         """One augmented crop per labelled instance of ``dataset``, with the codec's targets."""

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from posekit.codecs.paf import PafCodec
+from posekit.errors import ConfigError
 from posekit.models.losses import BottomUpLoss
 from posekit.schema import KeypointSchema
 
@@ -68,3 +69,24 @@ def test_shape_and_stage_count_errors():
         BottomUpLoss(PafCodec(schema))([(hm[:, :-1], pf)], hm, pf, mask)
     with pytest.raises(ValueError, match="stage_loss_weights has 2 values"):
         BottomUpLoss(PafCodec(schema), [1.0, 1.0])([(hm, pf)], hm, pf, mask)
+
+
+def test_foreground_weights_weigh_heatmap_peaks_and_limbs():
+    """fg_weights (a, b): a keypoint heatmap cell's error weighs 1 + a * target, the background
+    channel's is unweighted, a PAF cell's weighs 1 + b where the target is not zero."""
+    schema = KeypointSchema(name="t", keypoints=["a", "b"], skeleton=[["a", "b"]],
+                            sigmas=[0.05] * 2, joint_weights=[1.0, 2.0])  # fmt: skip
+    hm, pf, mask = _data(schema)
+    pf[:, :, :2] = 0.0  # off the limb
+    pred = _data(schema, seed=3)[:2]
+    loss = BottomUpLoss(PafCodec(schema), fg_weights=(10.0, 4.0))([pred], hm, pf, mask)
+    kp = torch.tensor([1.0, 1.0, 0.0]).view(1, -1, 1, 1)
+    w_h = mask[:, None] * torch.tensor([1.0, 2.0, 1.0]).view(1, -1, 1, 1) * (1 + 10 * hm * kp)
+    w_p = mask[:, None] * (1 + 4 * (pf != 0).float())
+    expected = (((pred[0] - hm) ** 2 * w_h).sum() + ((pred[1] - pf) ** 2 * w_p).sum()) / 2 / 2
+    torch.testing.assert_close(loss.total, expected)
+    plain = BottomUpLoss(PafCodec(schema))([pred], hm, pf, mask).total
+    assert float(loss.total) > 2 * float(plain)
+    for bad in [(1.0,), (-1.0, 0.0), (float("nan"), 1.0)]:
+        with pytest.raises(ConfigError, match="fg_weights must be two numbers >= 0"):
+            BottomUpLoss(PafCodec(schema), fg_weights=bad)

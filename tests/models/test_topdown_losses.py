@@ -41,6 +41,21 @@ def test_mse_matches_the_formula():
     assert loss.dim() == 0
 
 
+def test_mse_foreground_weight_weighs_each_element_by_its_target():
+    pred, target = (
+        torch.rand(3, 4, 5, 6, generator=_gen(0)),
+        torch.rand(3, 4, 5, 6, generator=_gen(1)),
+    )
+    w = _weights()
+    loss = KeypointMSELoss(fg_weight=10.0)(pred, target, w)
+    expected = ((pred - target) ** 2 * w[..., None, None] * (1 + 10 * target)).mean()
+    torch.testing.assert_close(loss, expected)
+    assert KeypointMSELoss(10.0)(target, target, w) == 0
+    for bad in (-1.0, float("inf")):
+        with pytest.raises(ConfigError, match="fg_weight must be a number >= 0"):
+            KeypointMSELoss(bad)
+
+
 def test_mse_ignores_zero_weight_keypoints_and_is_zero_when_perfect():
     pred, target = (
         torch.rand(3, 4, 5, 6, generator=_gen(0)),

@@ -81,3 +81,19 @@ def test_task_refuses_an_input_size_off_the_stride():
     codec = PafCodec(KeypointSchema.named("coco_person"))
     with pytest.raises(ConfigError, match="multiples of the stride 8"):
         BottomUpTask(codec, AugmentConfig(input_size=(60, 64)))
+
+
+def test_config_foreground_weights_reach_both_families_losses():
+    """``train.fg_weights`` (default (10, 4)): the bottom-up loss takes both, a top-down heatmap
+    loss the first; ``[0, 0]`` gives the plain losses."""
+    from posekit.codecs import build_codec
+    from posekit.config import load_config
+    from posekit.tasks import build_task
+
+    coco = KeypointSchema.named("coco_person")
+    for overrides, (a, b) in (((), (10.0, 4.0)), (("train.fg_weights=[0, 0]",), (0.0, 0.0))):
+        config = load_config(None, overrides)
+        assert build_task(PafCodec(coco), config).criterion.fg_weights == (a, b)
+        top = load_config(None, (*overrides, "model.name=topdown_tiny"))
+        codec = build_codec("udp", coco, input_size=(96, 128), heatmap_size=(24, 32))
+        assert build_task(codec, top).criterion.fg_weight == a
