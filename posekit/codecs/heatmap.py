@@ -49,10 +49,10 @@ Decoding (``decode_keypoints``): the argmax of each map plus a sub-cell refineme
 DARK's modulation is skipped for maps whose maximum is near the border, where the blur's zero
 padding would shift it (``_refine_dark``). With ``"dark"`` a maximum on the border is extrapolated
 outward by the one-sided fit, up to ``reach`` beyond the map (a keypoint outside the crop comes
-back where it is); ``"quarter"`` keeps it on the border cell. Exact targets decode back exactly with ``"dark"`` and
-``centre="float"`` (a Gaussian's log is a parabola; the modulation adds 1e-4 input px at stride
-4); the integer centre loses up to half a cell per axis (``tests/codecs/test_heatmap.py`` derives
-and checks the bounds).
+back where it is); ``"quarter"`` keeps it on the border cell. Exact targets decode back exactly
+with ``"dark"`` and ``centre="float"`` (a Gaussian's log is a parabola; the modulation adds 1e-4
+input px at stride 4); the integer centre loses up to half a cell per axis
+(``tests/codecs/test_heatmap.py`` derives and checks the bounds).
 
 Presets (``name`` in checkpoints and configs): ``MsraHeatmap`` ("msra": integer centre, stride
 frame, quarter step; Xiao et al., 2018), ``DarkHeatmap`` ("dark": float centre, stride frame, DARK;

@@ -72,6 +72,8 @@ class TopDownCodec(Codec, Protocol):
 
     Attributes:
         input_size: (W, H) of the crop, input pixels.
+        reach: how far beyond the crop keypoints are still encoded and decoded, in crop widths
+            and heights (module docstring, "Reach").
 
     ``encode(keypoints (N, K, 3))`` takes each instance in its own crop's input pixels and returns
     targets with a leading N (and ``keypoint_weights (N, K)``); ``decode(*outputs, affine=...)``
@@ -79,6 +81,7 @@ class TopDownCodec(Codec, Protocol):
     """
 
     input_size: tuple[int, int]
+    reach: float
 
     def decode_keypoints(
         self, *outputs: ArrayLike, config: Any = None
@@ -127,8 +130,8 @@ def reach_in_output(codec: TopDownCodec) -> tuple[float, float]:
     frame) plus the codec's ``reach`` there."""
     matrix = codec.input_to_output_matrix()
     w, h = codec.input_size
-    reach = float(getattr(codec, "reach", 0.0))
-    return 0.5 + reach * w * abs(float(matrix[0, 0])), 0.5 + reach * h * abs(float(matrix[1, 1]))
+    return (0.5 + codec.reach * w * abs(float(matrix[0, 0])),
+            0.5 + codec.reach * h * abs(float(matrix[1, 1])))  # fmt: skip
 
 
 def check_keypoints(keypoints: np.ndarray, schema: KeypointSchema) -> np.ndarray:
@@ -191,7 +194,7 @@ def encoder_inputs(
             f"got an array of shape {np.shape(ignore_mask)}"
         )
     kpts = check_keypoints(keypoints, codec.schema)
-    weights = keypoint_weights(kpts, codec.schema, codec.input_size, getattr(codec, "reach", 0.0))
+    weights = keypoint_weights(kpts, codec.schema, codec.input_size, codec.reach)
     out = transform_points(kpts[..., :2], codec.input_to_output_matrix())
     return np.where(weights[..., None] > 0, out, 0.0), weights
 
