@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from posekit.cli import main
@@ -41,8 +42,19 @@ def exported(checkpoint, coco_val, tmp_path_factory):
 
 
 def _poses(path):
-    return sorted((r["image_id"], round(r["score"], 3), [round(v, 1) for v in r["keypoints"]])
-                  for r in json.loads(path.read_text()))  # fmt: skip
+    return sorted((r["image_id"], r["score"], r["keypoints"]) for r in json.loads(path.read_text()))
+
+
+def _assert_same_poses(got, want):
+    """Same poses up to float32 noise between the backends: the export's parity bound (0.5
+    input px; here image px at about 1.7 image px per input px, height 128) and scores within
+    1e-3; exact equality of rounded values flips with the CPU's kernels."""
+    assert len(got) == len(want)
+    for (gi, gs, gk), (wi, ws, wk) in zip(got, want, strict=True):
+        g, w = np.array(gk).reshape(-1, 3), np.array(wk).reshape(-1, 3)
+        assert gi == wi and abs(gs - ws) < 1e-3
+        np.testing.assert_array_equal(g[:, 2] > 0, w[:, 2] > 0)
+        assert np.abs(g[:, :2] - w[:, :2]).max() <= 1.0
 
 
 def test_export_prints_the_file_and_its_parity(exported):
@@ -64,8 +76,8 @@ def test_predict_with_onnxruntime_matches_torch(exported, checkpoint, coco_val, 
                     "--json", tmp_path / "mem.json", *FAST_ORT) == 0  # fmt: skip
     torch_poses = _poses(tmp_path / "torch.json")
     assert len(torch_poses) > 0
-    assert _poses(tmp_path / "ort.json") == torch_poses
-    assert _poses(tmp_path / "mem.json") == torch_poses
+    _assert_same_poses(_poses(tmp_path / "ort.json"), torch_poses)
+    _assert_same_poses(_poses(tmp_path / "mem.json"), torch_poses)
 
 
 def test_predict_and_eval_an_onnx_file_without_torch(exported, coco_val, subset, tmp_path):
@@ -176,8 +188,9 @@ def test_openvino_backend_when_installed(exported, checkpoint, coco_val, tmp_pat
                                ("ov", exported, ["--backend", "openvino"])):  # fmt: skip
         assert _posekit("predict", image, "--checkpoint", model, "--json",
                         tmp_path / f"{name}.json", *FAST, *extra) == 0  # fmt: skip
-    a, b = _poses(tmp_path / "torch.json"), _poses(tmp_path / "ov.json")
-    assert len(a) == len(b) > 0
+    want = _poses(tmp_path / "torch.json")
+    assert len(want) > 0
+    _assert_same_poses(_poses(tmp_path / "ov.json"), want)  # float32, also where bf16 is native
 
 
 def test_openvino_under_a_onednn_cap_runs_or_says_how_to_go_on(exported, coco_val, tmp_path):

@@ -117,7 +117,9 @@ class OpenVinoRuntime:
                 "the openvino backend needs OpenVINO: pip install 'posekit[openvino]' (or pip "
                 "install openvino), or use --backend onnxruntime"
             ) from None
-        config: dict[str, str] = {"PERFORMANCE_HINT": "LATENCY"}
+        # float32 as the file says: on CPUs with native bfloat16 (AVX512-BF16, AMX) OpenVINO's
+        # CPU plugin otherwise runs float ops in bfloat16 and the poses drift from the export's
+        config: dict[str, str] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if threads is not None:
             if threads < 1:
                 raise ConfigError(f"threads must be >= 1, got {threads}")
