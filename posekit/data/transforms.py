@@ -29,7 +29,15 @@ class AugmentConfig:
     """Parameters of the training augmentation (``RandomAffine``) and of ``FitToInput``.
 
     Args:
-        input_size: network input (W, H) in pixels.
+        input_size: network input (W, H) in pixels: what validation and prediction see, and what
+            training sees when ``train_window`` is 1.
+        train_window: train on windows of this fraction of the input's width and height (the
+            bottom-up task rounds them to its codec's stride), 1 for the whole input. A window is
+            the input's center (moved by ``max_translate`` and ``instance_center_prob`` as the
+            input's is) cut from the same warp (``RandomAffine(size=...)``), so figures keep the
+            scales of the whole input; a fully convolutional network trained on windows
+            validates and predicts at ``input_size``. 128 x 128 windows of the default 192 x 192
+            learn about as much per epoch as whole inputs at 2.3x the images/s (README, Training).
         scale_range: random scale factor, uniform in [low, high], applied on top of the base scale
             (the whole image, or ``scale_ref`` image pixels, fitted into the input).
         max_rotation: rotation uniform in [-max, max] degrees (positive: counter-clockwise as seen).
@@ -46,6 +54,7 @@ class AugmentConfig:
     """
 
     input_size: tuple[int, int] = (368, 368)
+    train_window: float = 1.0
     scale_range: tuple[float, float] = (0.7, 1.3)
     max_rotation: float = 40.0
     max_translate: float = 0.15
@@ -63,6 +72,14 @@ class AugmentConfig:
         if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in size):
             raise ConfigError(f"input_size: expected two positive integers (W, H), got {size!r}")
         object.__setattr__(self, "input_size", (int(size[0]), int(size[1])))
+        window = self.train_window
+        if (
+            isinstance(window, bool)
+            or not isinstance(window, (int, float, np.number))
+            or not (0.0 < window <= 1.0)
+        ):
+            raise ConfigError(f"train_window: expected a fraction of the input in (0, 1] "
+                              f"(1: whole inputs), got {window!r}")  # fmt: skip
         low, high = _pair(self.scale_range, "scale_range")
         if not 0.0 < low <= high:
             raise ConfigError(f"scale_range: expected 0 < low <= high, got {self.scale_range!r}")
@@ -95,7 +112,8 @@ class AugmentedSample:
         image: (H_in, W_in, 3) uint8 BGR network input.
         keypoints: (N, K, 3) float32, x, y in input pixels; (0, 0, 0) when unlabeled or outside.
         ignore_mask: (H_in, W_in) bool, True where the loss is ignored.
-        matrix: (2, 3) float64, image pixels -> input pixels (includes the flip).
+        matrix: (2, 3) float64, image pixels -> these pixels (the input or its training
+            window; includes the flip).
         flipped: whether the sample was mirrored (keypoint channels already swapped).
     """
 
@@ -170,8 +188,10 @@ def warp_sample(
     matrix: np.ndarray,
     config: AugmentConfig,
     flip_index: Sequence[int] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> AugmentedSample:
-    """Warp one sample by ``matrix`` (image -> input) into ``config.input_size``.
+    """Warp one sample by ``matrix`` (image -> input) into ``size`` (default
+    ``config.input_size``).
 
     The image is warped once (bilinear, constant ``fill`` border) and the ignore mask by the same
     matrix (nearest; outside the source: ``config.border_ignore``). Keypoints move by the matrix;
@@ -179,7 +199,7 @@ def warp_sample(
     ``flip_index`` (given when ``matrix`` mirrors) swaps the left/right keypoint channels.
     """
     _check_inputs(image_bgr, keypoints_img, ignore_mask)
-    w_in, h_in = config.input_size
+    w_in, h_in = size or config.input_size
     image_in = cv2.warpAffine(
         image_bgr,
         matrix,
@@ -220,12 +240,17 @@ class RandomAffine:
     """Training augmentation: color jitter, then one random scale/rotate/shift/flip warp.
 
     The base scale fits the whole image (or ``scale_ref`` image pixels onto the input's shorter
-    side) into the input; the random scale multiplies it. Draws from ``rng`` only.
+    side) into the input; the random scale multiplies it. The warp's output is the input, or
+    with ``size`` (W, H) the window of that size at the input's center (``train_window``).
+    Draws from ``rng`` only.
     """
 
-    def __init__(self, schema: KeypointSchema, config: AugmentConfig) -> None:
+    def __init__(
+        self, schema: KeypointSchema, config: AugmentConfig, size: tuple[int, int] | None = None
+    ) -> None:
         self.schema = schema
         self.config = config
+        self.size = (int(size[0]), int(size[1])) if size is not None else config.input_size
         self.color = ColorJitter.from_config(config)
         logger.debug("RandomAffine for schema %r: %s", schema.name, config)
 
@@ -272,6 +297,8 @@ class RandomAffine:
         else:
             raise ValueError(f"scale_ref: expected a positive length in pixels, got {scale_ref}")
         matrix = affine_matrix(center, base * scale, rotation, cfg.input_size, flip, shift_xy=shift)
+        # the window at the input's center: input pixels -> window pixels
+        matrix[:, 2] -= np.subtract(cfg.input_size, self.size) / 2.0
         return warp_sample(
             self.color(image_bgr, rng),
             keypoints,
@@ -279,6 +306,7 @@ class RandomAffine:
             matrix,
             cfg,
             self.schema.flip_index if flip else None,
+            size=self.size,
         )
 
 

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from posekit.codecs.paf import PafCodec
 from posekit.data.coco import CocoKeypointDataset, ImageRecord
 from posekit.data.transforms import AugmentConfig, RandomAffine
-from posekit.errors import DatasetError
+from posekit.errors import ConfigError, DatasetError
 from posekit.models.losses import BottomUpLoss, LossParts
 from posekit.structures import InputSpec, Pose
 from posekit.tasks.base import Batch, TrainItem, validation_predictor
@@ -75,7 +75,8 @@ class BottomUpTask:
 
     Args:
         codec: the PAF codec (targets, decoding, flip).
-        augment: the whole-image augmentation; its ``input_size`` is the training input.
+        augment: the whole-image augmentation; its ``input_size`` is the validation input, its
+            ``train_window`` of it, rounded to the stride, the training input (``train_size``).
         stage_weights: loss weight per network stage (default 1 each).
         fg_weights: foreground weights of the loss, (heatmaps, PAFs) (``BottomUpLoss``; default
             (0, 0), the plain loss; ``posekit train``'s config has (10, 4)).
@@ -92,7 +93,15 @@ class BottomUpTask:
         stage_weights: Sequence[float] | None = None,
         fg_weights: Sequence[float] = (0.0, 0.0),
     ) -> None:
-        codec.output_size(augment.input_size)  # the input size must fit the stride
+        try:
+            codec.output_size(augment.input_size)  # the input size must fit the stride
+        except ConfigError as exc:
+            raise ConfigError(f"data.augment.input_size: {exc}") from None
+        stride = codec.stride
+        w, h = (max(stride, stride * round(side * augment.train_window / stride))
+                for side in augment.input_size)  # fmt: skip
+        self.train_size = (w, h)
+        """(W, H) of the training inputs: ``train_window`` of the input, multiples of the stride."""
         self.codec = codec
         self.augment = augment
         self.input_spec = InputSpec(size_divisor=codec.stride, height=augment.input_size[1])
@@ -108,8 +117,8 @@ class BottomUpTask:
 
     def train_dataset(self, dataset: CocoKeypointDataset) -> Dataset:
         """Augmented whole images of ``dataset`` with their PAF targets."""
-        dataset.transform = RandomAffine(self.codec.schema, self.augment)
-        return BottomUpItems(dataset, self.codec, self.augment.input_size, self.input_spec)
+        dataset.transform = RandomAffine(self.codec.schema, self.augment, size=self.train_size)
+        return BottomUpItems(dataset, self.codec, self.train_size, self.input_spec)
 
     def loss(self, outputs: Sequence[Sequence[torch.Tensor]], batch: Batch) -> LossParts:
         """Masked MSE of every stage's (heatmaps, pafs) (``models.losses.BottomUpLoss``)."""
@@ -132,4 +141,7 @@ class BottomUpTask:
     def describe(self) -> str:
         """One line for the run's log."""
         w, h = self.augment.input_size
-        return f"whole images at {w}x{h}, PAF targets at stride {self.codec.stride}"
+        what = f"whole images at {w}x{h}"
+        if self.train_size != self.augment.input_size:
+            what = "{}x{} windows of {}".format(*self.train_size, what)
+        return f"{what}, PAF targets at stride {self.codec.stride}"

@@ -353,6 +353,10 @@ def test_color_jitter_shifts_hue_only():
         ("hue", 0.6),
         ("fill", 300),
         ("fill", 12.5),
+        ("train_window", 0.0),
+        ("train_window", 1.5),
+        ("train_window", "half"),
+        ("train_window", True),
     ],
 )
 def test_bad_config_names_the_field(field, value):
@@ -369,3 +373,34 @@ def test_keypoints_of_the_wrong_schema_are_rejected():
             None,
             np.random.default_rng(0),
         )
+
+
+# ---------------------------------------------------------------------- training windows
+def test_window_is_the_center_of_the_whole_input_warp():
+    """The same draws with and without ``size``: the window is the central part of the whole
+    input's warp (pixels within one gray level: OpenCV's fixed-point warp), keypoints shifted by
+    the window's offset, those outside the window dropped."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    kpts = rng.uniform(0, 90, (4, MARK_SCHEMA.num_keypoints, 3)).astype(np.float32)
+    kpts[..., 2] = 2
+    geometry = {"scale_range": (0.8, 1.2), "max_rotation": 30.0, "max_translate": 0.1,
+                "instance_center_prob": 0.5}  # fmt: skip
+    config = _pure_geometry(input_size=(96, 64), **geometry)
+    whole, crop = RandomAffine(MARK_SCHEMA, config), RandomAffine(MARK_SCHEMA, config, (48, 32))
+    assert whole.size == (96, 64) and crop.size == (48, 32)
+    for seed in range(4):
+        full = whole(image, kpts, None, np.random.default_rng(seed))
+        part = crop(image, kpts, None, np.random.default_rng(seed))
+        assert part.image.shape == (32, 48, 3) and part.ignore_mask.shape == (32, 48)
+        window = full.image[16:48, 24:72].astype(int)
+        assert np.abs(part.image.astype(int) - window).max() <= 1
+        inside = (full.keypoints[..., 2] > 0) & np.all(
+            (full.keypoints[..., :2] - (24, 16) >= -0.5)
+            & (full.keypoints[..., :2] - (24, 16) < np.array([48, 32]) - 0.5), axis=-1
+        )  # fmt: skip
+        assert inside.any() and not inside.all()
+        np.testing.assert_array_equal(part.keypoints[..., 2] > 0, inside)
+        np.testing.assert_allclose(part.keypoints[inside][:, :2],
+                                   full.keypoints[inside][:, :2] - (24, 16), atol=1e-4)  # fmt: skip
+        np.testing.assert_allclose(part.matrix[:, 2], full.matrix[:, 2] - (24, 16))

@@ -83,6 +83,23 @@ def test_task_refuses_an_input_size_off_the_stride():
         BottomUpTask(codec, AugmentConfig(input_size=(60, 64)))
 
 
+@pytest.mark.parametrize(
+    ("window", "size"), [(1.0, (96, 64)), (0.667, (64, 40)), (0.5, (48, 32)), (0.01, (8, 8))]
+)
+def test_train_window_trains_on_windows_and_validates_at_the_input_size(synth, window, size):
+    ann, images, schema = synth
+    task = BottomUpTask(PafCodec(schema), AugmentConfig(input_size=(96, 64), train_window=window))
+    assert task.train_size == size  # multiples of the stride, at least one stride
+    item = task.train_dataset(CocoKeypointDataset(ann, images, schema=schema))[0]
+    assert item.image.shape == (3, size[1], size[0])
+    assert item.targets["heatmaps"].shape == (19, size[1] // 8, size[0] // 8)
+    assert task.input_spec.height == 64  # validation and prediction see the whole input
+    described = task.describe()
+    assert described.startswith(f"{size[0]}x{size[1]} windows of whole images at 96x64") == (
+        window < 1
+    )
+
+
 def test_config_foreground_weights_reach_both_families_losses():
     """``train.fg_weights`` (default (10, 4)): the bottom-up loss takes both, a top-down heatmap
     loss the first; ``[0, 0]`` gives the plain losses."""
