@@ -92,6 +92,7 @@ from posekit.data.coco import CocoKeypointDataset, ImageRecord  # noqa: E402
 from posekit.geometry import transform_points  # noqa: E402
 from posekit.inference import Maps, Predictor  # noqa: E402
 from posekit.media import prefetch  # noqa: E402
+from posekit.models.cost import multiply_adds  # noqa: E402
 from posekit.models.zoo import build_model  # noqa: E402
 from posekit.structures import Pose  # noqa: E402
 from posekit.visualize import draw_poses  # noqa: E402
@@ -300,22 +301,6 @@ def _load_average() -> str:
     return "/".join(f"{v:.2f}" for v in os.getloadavg()) + " (1/5/15 min)"
 
 
-def conv_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
-    """Floating-point operations (2 x multiply-adds) of ``model``'s convolutions on ``x``."""
-    flops = []
-
-    def count(conv: torch.nn.Conv2d, _inputs: tuple, out: torch.Tensor) -> None:
-        flops.append(2.0 * out.numel() * conv.weight[0].numel())
-
-    hooks = [m.register_forward_hook(count) for m in model.modules()
-             if isinstance(m, torch.nn.Conv2d)]  # fmt: skip
-    with torch.inference_mode():
-        model(x)
-    for hook in hooks:
-        hook.remove()
-    return sum(flops)
-
-
 def forward_table(
     model: torch.nn.Module, predictor: Predictor, exported: dict, args: argparse.Namespace
 ) -> None:
@@ -350,7 +335,7 @@ def forward_table(
     for name in modes:
         med = statistics.median(times[name])
         print(f"  {name:<32} {1e3 * med:7.1f}   x{base / med:4.2f} vs no_grad")
-    flops = conv_flops(cl_model, x_cl)
+    flops = 2 * multiply_adds(cl_model, x_cl)  # no Linear layers here: all convolutions
     print(f"  convolutions: {flops / 1e9:.2f} GFLOP per forward pass, {flops / eager / 1e9:.0f} "
           f"GFLOP/s over posekit's whole pass (peak: 32 flops per cycle and core with AVX2's "
           f"two FMA units, 64 with AVX-512's)")  # fmt: skip

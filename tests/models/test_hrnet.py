@@ -24,6 +24,7 @@ from posekit.codecs.heatmap import HeatmapCodec
 from posekit.codecs.topdown import DEFAULT_REACH
 from posekit.errors import CheckpointError, WeightsDownloadError
 from posekit.models.backbones.hrnet import HRNet
+from posekit.models.cost import multiply_adds
 from posekit.models.published_hrnet import (
     HRNET_W32_COCO,
     HRNET_W48_COCO,
@@ -164,30 +165,6 @@ def test_state_dict_is_the_official_one(width):
     assert model.options == {}
 
 
-def _multiply_adds(model: nn.Module, x: torch.Tensor) -> int:
-    """Multiply-adds of every Conv2d and Linear call (forward hooks), per image."""
-    total = 0
-
-    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        linear = isinstance(module, nn.Linear)
-        per_output = module.in_features if linear else module.weight[0].numel()
-        total += output[0].numel() * per_output
-
-    hooks = [
-        m.register_forward_hook(count)
-        for m in model.modules()
-        if isinstance(m, nn.Conv2d | nn.Linear)
-    ]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return total
-
-
 @pytest.mark.parametrize("width", [32, 48])
 def test_output_shape_and_multiply_adds(width):
     model = _coco_model(width).eval()
@@ -196,7 +173,7 @@ def test_output_shape_and_multiply_adds(width):
         (outputs,) = model(x)
     assert len(outputs) == 1 and outputs[0].shape == (1, 17, 64, 48)
     assert model.backbone(x).shape == (1, width, 64, 48)
-    macs = _multiply_adds(model, x)
+    macs = multiply_adds(model, x)
     gflops = macs / 1024**3
     print(f"HRNet-W{width} 256x192: {macs / 1e9:.3f}e9 multiply-adds = {gflops:.2f} GFLOPs (2^30)")
     assert abs(gflops - GFLOPS[width]) <= FLOPS_TOLERANCE * GFLOPS[width]
