@@ -173,6 +173,8 @@ class TrainConfig:
     cell's squared error weighs ``1 + a * target``, a PAF cell's on a limb ``1 + b``
     (``models.losses.BottomUpLoss``; top-down heatmap codecs use ``a``: ``KeypointMSELoss``);
     ``[0, 0]`` is Lightweight OpenPose's (and MMPose's) plain loss.
+    ``ema``: the decay of an exponential moving average of the weights (``engine.ema``), e.g.
+    0.999; the average is validated, chosen as ``best.pt`` and shipped; null trains without one.
     """
 
     epochs: int = 25
@@ -190,9 +192,11 @@ class TrainConfig:
     val_flip: bool = True
     max_bad_steps: int = 5
     log_images: int = 4
+    ema: float | None = None
 
     def __post_init__(self) -> None:
         _check(self.epochs > 0, "epochs", "must be > 0")
+        _check(self.ema is None or 0 < self.ema < 1, "ema", "must be in (0, 1) or null")
         _check(self.batch_size > 0, "batch_size", "must be > 0")
         _check(self.frozen_backbone_epochs >= 0, "frozen_backbone_epochs", "must be >= 0")
         _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0 or null")

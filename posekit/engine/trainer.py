@@ -16,6 +16,10 @@ run on a schema without skeleton learns one from the training data
 Resumption is exact on CPU: the sample order is a seeded permutation per epoch that can start
 mid-epoch, augmentation draws from ``(seed, epoch, index)``, and the learning rate is a function of
 the position, so ``--resume auto`` after a kill continues the very same trajectory.
+
+With ``train.ema`` the trainer keeps an exponential moving average of the weights
+(``engine.ema.ModelEma``): validation, ``best.pt`` and the shipped ``"model"`` weights are the
+average; the raw weights ride along as ``"train_model"`` so a resume continues both.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from posekit.devices import amp_dtype, keep_freed_memory
 from posekit.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
 from posekit.engine.data import EpochSampler
 from posekit.engine.distributed import init_distributed
+from posekit.engine.ema import ModelEma
 from posekit.engine.eta import RunClock
 from posekit.engine.schedule import LrSchedule, build_optimizer
 from posekit.engine.validation import Validator
@@ -149,6 +154,7 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.net = DistributedDataParallel(self.model) if self.ctx.enabled else self.model
         self.optimizer = build_optimizer(self.model, config.optim)
+        self.ema = ModelEma(self.model, config.train.ema) if config.train.ema else None
         self.items = self.task.train_dataset(self.train_set)
         self.sampler = EpochSampler(
             len(self.items),
@@ -272,7 +278,14 @@ class Trainer:
                 f"{path} was trained with codec {record.codec.to_dict()}, the config gives "
                 f"{self.codec.to_dict()}"
             )
-        self.model.load_state_dict(state["model"])
+        if "train_model" in state:  # written with an EMA: "model" holds the average
+            self.model.load_state_dict(state["train_model"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["model"], state["ema_updates"])
+        else:
+            self.model.load_state_dict(state["model"])
+            if self.ema is not None:  # the average starts here
+                self.ema.load_state_dict(self.model.state_dict(), 0)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
@@ -302,7 +315,12 @@ class Trainer:
                 self.model.options,
             ).to_dict(),
             "config": config_to_dict(self.config),
-            "model": self.model.state_dict(),
+            "model": self.model.state_dict() if self.ema is None else self.ema.state_dict(),
+            **(
+                {}
+                if self.ema is None
+                else {"train_model": self.model.state_dict(), "ema_updates": self.ema.updates}
+            ),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -474,17 +492,20 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return loss
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> float:
-        """COCO OKS AP of the current model on the validation split (rank 0); unreadable images
-        are skipped and counted (``val_skipped_images`` in the epoch's metrics)."""
+        """COCO OKS AP of the current model (its weight average with ``train.ema``) on the
+        validation split (rank 0); unreadable images are skipped and counted
+        (``val_skipped_images`` in the epoch's metrics)."""
         if self.validator is None:
             raise TrainingError("validate() needs a validation split (data.val_ann)")
         result = self.validator(
             self.task,
-            self.model,
+            self.model if self.ema is None else self.ema.module,
             device=self.device,
             channels_last=self.channels_last,  # the predictor runs a copy of the model
             writer=self.writer,
