@@ -97,11 +97,23 @@ def topdown_head(
 
 
 class SkipTrunk(ResidualTrunk):
-    """``ResidualTrunk`` (same layers and keys) that also returns its stride-4 features:
-    ``x -> (stride-8 features, stride-4 features)`` (``ResidualTrunk.features``)."""
+    """``ResidualTrunk`` (same layers and keys) that also returns finer features, coarse to fine:
+    ``x -> (stride-8 output, stride-4 features)`` with ``levels=1``, plus the stride-2 features
+    (``width / 2`` channels, after the first conv) with ``levels=2``."""
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        return self.features(x)
+    def __init__(self, width: int = 64, levels: int = 1) -> None:
+        super().__init__(width)
+        if levels not in (1, 2):
+            raise ValueError(f"SkipTrunk: levels must be 1 or 2, got {levels!r}")
+        self.levels = levels
+        self.skip_channels = (self.stride4_channels, width // 2)[:levels]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        if self.levels == 1:
+            return self.features(x)
+        half = self.layers[:1](x)
+        fine = self.layers[1 : self.STRIDE_4](half)
+        return self.layers[self.STRIDE_4 :](fine), fine, half
 
 
 def residual_topdown(
@@ -110,21 +122,26 @@ def residual_topdown(
     *,
     width: int = 32,
     deconvs: int = 1,
-    skip: bool = False,
+    skip: bool | int = False,
 ) -> TopDownNet:
     """A small top-down network for CPU training: ``ResidualTrunk(width)`` (stride 8) and the head
     of the codec's kind (``topdown_head``; heatmaps at stride 8 / 2^deconvs). ``skip`` (heatmaps,
     one deconvolution): the trunk's stride-4 features join the upsampled ones
-    (``SkipHeatmapHead``)."""
+    (``SkipHeatmapHead``), maps at stride 4; ``skip=2`` adds a second level with the stride-2
+    features, maps at stride 2 (the codec's ``heatmap_size`` half its ``input_size``)."""
     options = {"width": width, "deconvs": deconvs, "skip": skip}
-    if skip:
+    if isinstance(skip, str) or skip not in (0, 1, 2):  # False / True are 0 / 1
+        raise ConfigError(f"skip: false, true (= 1: stride-4 maps) or 2 (stride 2), got {skip!r}")
+    levels = int(skip)
+    if levels:
         if codec.layout.names != ("heatmaps",) or deconvs != 1:
             raise ConfigError(
                 f"skip: needs a heatmap codec and deconvs=1, got {codec.name} with deconvs={deconvs}"
             )
-        trunk: ResidualTrunk = SkipTrunk(width)
-        head: nn.Module = SkipHeatmapHead(trunk.out_channels, trunk.stride4_channels,
-                                          codec.layout, fuse_channels=width)  # fmt: skip
+        trunk: ResidualTrunk = SkipTrunk(width, levels)
+        fuse = (width, width // 2)[:levels]
+        head: nn.Module = SkipHeatmapHead(trunk.out_channels, trunk.skip_channels,
+                                          codec.layout, fuse_channels=fuse)  # fmt: skip
         stride = 8 // head.upsample
     else:
         trunk = ResidualTrunk(width)

@@ -170,7 +170,7 @@ def topdown_tiny(
     progress: bool = True,
     width: int | None = None,
     deconvs: int | None = None,
-    skip: bool | None = None,
+    skip: bool | int | None = None,
 ) -> TopDownNet:
     """A small top-down network for CPU training from scratch (``topdown.residual_topdown``: a
     residual trunk and the head the codec asks for: heatmaps, SimCC, regression or RLE). See
@@ -248,8 +248,14 @@ MODELS: Mapping[str, ModelEntry] = _unique_table(
             description="small top-down network for CPU training from scratch: a residual trunk "
             "and the head of its codec (heatmaps by default; SimCC, regression, RLE)",
             family="topdown",
-            codec={"name": "udp", "input_size": [96, 128], "heatmap_size": [24, 32], "sigma": 1.5,
-                   "oks_targets": True, "decode_config": {"blur_kernel": 7}},
+            codec={
+                "name": "udp",
+                "input_size": [96, 128],
+                "heatmap_size": [24, 32],
+                "sigma": 1.5,
+                "oks_targets": True,
+                "decode_config": {"blur_kernel": 1},
+            },
             input=InputSpec(size_divisor=1, height=128, width=96),
         ),
         *(
@@ -361,9 +367,15 @@ def build_model(
     )
     stride = int(getattr(model, "stride", 0))
     if codec is not None and stride != codec.stride:
-        raise ConfigError(
-            f"codec.stride={codec.stride} but model {name!r} has output stride {stride}: set "
+        size = getattr(codec, "input_size", None)  # a top-down codec: its stride is crop / map
+        fix = (
             f"codec.stride={stride}"
+            if size is None
+            else f"codec.heatmap_size=[{size[0] // stride},{size[1] // stride}] (and scale "
+            f"codec.sigma with it)"
+        )
+        raise ConfigError(
+            f"codec.stride={codec.stride} but model {name!r} has output stride {stride}: set {fix}"
         )
     return model
 
@@ -386,7 +398,9 @@ def default_codec(
     overrides = dict(overrides or {})
     if overrides.get("name", record["name"]) != record["name"]:
         other = CODECS.get(overrides["name"])
-        takes = {f.name for f in dataclasses.fields(other)} if dataclasses.is_dataclass(other) else ()
+        takes = (
+            {f.name for f in dataclasses.fields(other)} if dataclasses.is_dataclass(other) else ()
+        )
         record = {k: record[k] for k in _CROP_KEYS if k in record and k in takes}
     return codec_from_dict(KeypointSchema.load(schema), {**record, **overrides})
 

@@ -35,9 +35,7 @@ def test_the_head_makes_the_codecs_outputs(codec, expected):
 
 @pytest.mark.parametrize(("deconvs", "stride", "widths"), [(0, 8, []), (1, 4, [64]),
                                                            (2, 2, [64, 32])])  # fmt: skip
-def test_each_deconvolution_halves_the_stride_and_the_later_ones_the_width(
-    deconvs, stride, widths
-):
+def test_each_deconvolution_halves_the_stride_and_the_later_ones_the_width(deconvs, stride, widths):
     w, h = 96, 128
     codec = build_codec("udp", SCHEMA, input_size=[w, h], heatmap_size=[w // stride, h // stride])
     model = build_model("topdown_tiny", SCHEMA, codec=codec, deconvs=deconvs).eval()
@@ -74,3 +72,33 @@ def test_the_skip_head_joins_the_stride_4_features():
     assert again.state_dict().keys() == model.state_dict().keys()
     with pytest.raises(ConfigError, match="skip: needs a heatmap codec and deconvs=1"):
         build_model("topdown_tiny", SCHEMA, codec=build_codec("simcc", SCHEMA), skip=True)
+
+
+def test_two_skip_levels_make_stride_2_maps_and_keep_the_first_levels_keys():
+    codec = default_codec("topdown_tiny", SCHEMA, {"heatmap_size": [48, 64], "sigma": 3.0})
+    model = build_model("topdown_tiny", SCHEMA, codec=codec, skip=2).eval()
+    one = build_model("topdown_tiny", SCHEMA, codec=default_codec("topdown_tiny", SCHEMA), skip=1)
+    assert model.stride == 2
+    x = torch.rand(2, 3, 128, 96)
+    with torch.inference_mode():
+        ((heatmaps,),) = model(x)
+        coarse, fine, half = model.backbone(x)
+    assert heatmaps.shape == (2, K, 64, 48) and half.shape[1:] == (16, 64, 48)
+    assert fine.shape[2:] == (32, 24) and coarse.shape[2:] == (16, 12)
+    # level 1 is the one-level head's (a one-level checkpoint starts its trunk and first level)
+    added = set(model.state_dict()) - set(one.state_dict())
+    assert added and all(k.split(".")[1] in {"deconv2", "lateral2", "fuse2"} for k in added)
+    shared = set(model.state_dict()) & set(one.state_dict())
+    assert all(model.state_dict()[k].shape == one.state_dict()[k].shape
+               for k in shared if "final_layer" not in k)  # fmt: skip
+
+
+@pytest.mark.parametrize("skip", [3, -1, "2"])
+def test_a_bad_skip_value_is_named(skip):
+    with pytest.raises(ConfigError, match="skip: false, true"):
+        build_model("topdown_tiny", SCHEMA, skip=skip)
+
+
+def test_a_codec_of_the_wrong_map_size_names_the_size_to_set():
+    with pytest.raises(ConfigError, match=r"codec.heatmap_size=\[48,64\]"):
+        build_model("topdown_tiny", SCHEMA, codec=default_codec("topdown_tiny", SCHEMA), skip=2)

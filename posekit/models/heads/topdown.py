@@ -37,41 +37,68 @@ def _deconvs(in_channels: int, widths: tuple[int, ...]) -> tuple[nn.Sequential, 
 
 
 class SkipHeatmapHead(nn.Module):
-    """``((B, C, h, w), (B, C4, 2h, 2w))`` -> ``(heatmaps (B, K, 2h, 2w),)``: one deconvolution of
-    the coarse features, the finer ones added through ``lateral`` (1x1 conv + BN), a 3x3 conv
-    (``fuse``) and ``final_layer`` (a feature-pyramid step: the finer features carry where a
-    keypoint is, the coarse ones which keypoint it is).
+    """``((B, C, h, w), (B, C4, 2h, 2w)[, (B, C2, 4h, 4w)])`` -> ``(heatmaps (B, K, 2^L h, 2^L w),)``:
+    a feature-pyramid decoder (the finer features carry where a keypoint is, the coarse ones
+    which keypoint it is). Each level upsamples by one deconvolution, adds the next finer
+    features through a lateral 1x1 conv + BN and mixes them with a 3x3 conv; ``final_layer``
+    makes the K maps from the last level. Level 1 is ``deconv`` / ``lateral`` / ``fuse``,
+    level 2 ``deconv2`` / ``lateral2`` / ``fuse2``.
 
     Args:
         in_channels: C, of the coarse features.
-        skip_channels: C4, of the features at twice their resolution.
+        skip_channels: C4, of the features at twice their resolution, or one width per level
+            (``(C4, C2)``: two levels).
         layout: the heatmap codec's layout.
-        fuse_channels: width of ``fuse``.
+        fuse_channels: width of each level's ``fuse`` (one int, or one per level).
     """
 
-    upsample = 2
-
     def __init__(
-        self, in_channels: int, skip_channels: int, layout: OutputLayout, *, fuse_channels: int
+        self,
+        in_channels: int,
+        skip_channels: int | tuple[int, ...],
+        layout: OutputLayout,
+        *,
+        fuse_channels: int | tuple[int, ...],
     ) -> None:
         super().__init__()
         if layout.names != ("heatmaps",):
             raise ValueError(f"a heatmap head makes (heatmaps,), not the layout {layout.names}")
-        self.deconv, width = _deconvs(in_channels, (in_channels,))
-        self.lateral = nn.Sequential(
-            nn.Conv2d(skip_channels, width, 1, bias=False), nn.BatchNorm2d(width)
-        )
-        self.fuse = nn.Sequential(
-            nn.Conv2d(width, fuse_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(fuse_channels),
-            nn.ReLU(inplace=True),
-        )
-        self.final_layer = OutputConv(fuse_channels, layout["heatmaps"].channels, kind="heatmaps")
+        skips = (skip_channels,) if isinstance(skip_channels, int) else tuple(skip_channels)
+        fuses = (fuse_channels,) * len(skips) if isinstance(fuse_channels, int) else fuse_channels
+        if not 1 <= len(skips) <= 2 or len(fuses) != len(skips):
+            raise ValueError(
+                f"SkipHeatmapHead: one or two levels, a fuse width each; got skip_channels "
+                f"{skip_channels}, fuse_channels {fuse_channels}"
+            )
+        self.upsample = 2 ** len(skips)
+        channels = in_channels
+        for level, (skip, fuse) in enumerate(zip(skips, fuses, strict=True), start=1):
+            suffix = "" if level == 1 else str(level)
+            deconv, width = _deconvs(channels, (channels if level == 1 else fuse,))
+            setattr(self, f"deconv{suffix}", deconv)
+            setattr(self, f"lateral{suffix}",
+                    nn.Sequential(nn.Conv2d(skip, width, 1, bias=False), nn.BatchNorm2d(width)))  # fmt: skip
+            setattr(self, f"fuse{suffix}", nn.Sequential(
+                nn.Conv2d(width, fuse, 3, padding=1, bias=False),
+                nn.BatchNorm2d(fuse),
+                nn.ReLU(inplace=True),
+            ))  # fmt: skip
+            channels = fuse
+        self.levels = len(skips)
+        self.final_layer = OutputConv(channels, layout["heatmaps"].channels, kind="heatmaps")
 
-    def forward(self, features: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor]:
-        coarse, fine = features
-        merged = self.deconv(coarse) + self.lateral(fine)
-        return (self.final_layer(self.fuse(merged)),)
+    def forward(self, features: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
+        if len(features) != self.levels + 1:
+            raise ValueError(
+                f"SkipHeatmapHead with {self.levels} level(s) takes {self.levels + 1} feature "
+                f"maps, got {len(features)}"
+            )
+        x = features[0]
+        for level, fine in enumerate(features[1:], start=1):
+            suffix = "" if level == 1 else str(level)
+            up = getattr(self, f"deconv{suffix}")(x)
+            x = getattr(self, f"fuse{suffix}")(up + getattr(self, f"lateral{suffix}")(fine))
+        return (self.final_layer(x),)
 
 
 class HeatmapHead(nn.Module):
