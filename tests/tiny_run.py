@@ -11,3 +11,20 @@ TINY_RUN = (
     "train.batch_size=4",
     "schedule.warmup_iters=2",
 )
+
+
+def interrupt_at_iteration(trainer, iteration: int, monkeypatch) -> None:
+    """Run ``trainer.fit()`` until ``iteration`` steps are done, then press Ctrl-C there (the
+    trainer writes its interrupt checkpoint and re-raises)."""
+    import pytest
+
+    advance = trainer._advance
+
+    def ctrl_c_there():
+        advance()
+        if trainer.iteration == iteration:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "_advance", ctrl_c_there)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()

@@ -12,7 +12,7 @@ from posekit.engine.ema import ModelEma
 from posekit.engine.trainer import Trainer
 from posekit.errors import ConfigError
 from posekit.models.record import load_checkpoint
-from tests.tiny_run import TINY_RUN
+from tests.tiny_run import TINY_RUN, interrupt_at_iteration
 
 
 def _net() -> nn.Module:
@@ -92,16 +92,7 @@ def test_resume_with_an_average_is_exact(tmp_path, monkeypatch):
     straight = Trainer(_config(tmp_path / "a", "train.epochs=2"), progress=False)
     straight.fit()
     interrupted = Trainer(_config(tmp_path / "b", "train.epochs=2"), progress=False)
-    advance = interrupted._advance
-
-    def ctrl_c_at_iteration_3():
-        advance()
-        if interrupted.iteration == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(interrupted, "_advance", ctrl_c_at_iteration_3)
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.fit()
+    interrupt_at_iteration(interrupted, 3, monkeypatch)  # mid-way through epoch 2
     again = Trainer(_config(tmp_path / "b", "train.epochs=2"), resume="auto", progress=False)
     assert again.ema.updates == 3
     again.fit()

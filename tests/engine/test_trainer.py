@@ -12,7 +12,7 @@ from posekit.engine.trainer import Trainer
 from posekit.errors import ConfigError
 from posekit.models.record import load_checkpoint
 from posekit.schema import KeypointSchema
-from tests.tiny_run import TINY_RUN
+from tests.tiny_run import TINY_RUN, interrupt_at_iteration
 
 TINY = [*TINY_RUN, "train.checkpoint_every=3"]
 
@@ -39,16 +39,7 @@ def test_interrupt_writes_a_checkpoint_and_resume_is_exact(tmp_path, monkeypatch
     straight = Trainer(_config(tmp_path / "a", "train.epochs=2"), progress=False)
     straight.fit()
     interrupted = Trainer(_config(tmp_path / "b", "train.epochs=2"), progress=False)
-    advance = interrupted._advance
-
-    def ctrl_c_at_iteration_3():
-        advance()
-        if interrupted.iteration == 3:  # mid-way through epoch 2
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(interrupted, "_advance", ctrl_c_at_iteration_3)
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.fit()
+    interrupt_at_iteration(interrupted, 3, monkeypatch)  # mid-way through epoch 2
     again = Trainer(_config(tmp_path / "b", "train.epochs=2"), resume="auto", progress=False)
     assert (again.epoch, again.step_in_epoch, again.iteration) == (1, 1, 3)
     again.fit()
