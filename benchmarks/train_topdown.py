@@ -48,13 +48,14 @@ RECIPE: tuple[str, ...] = (
 (the trunk's stride-4, then stride-2 features join the upsampled ones) makes 48 x 64 maps from
 the 96 x 128 crop at about 1.12x the step time. In 28-epoch runs on the slow class (emulated),
 all decoded without DARK's blur: sigma 2 at 48 x 64 best val AP 0.850, sigma 3 0.841, sigma 1.5
-0.835, against 0.827 for one level at 24 x 32 (sigma 1.5, fast class). 30 epochs take about 13.3
-minutes on the slow class. (topdown_tiny's codec has ``oks_targets`` on by default:
+0.835, against 0.827 for one level at 24 x 32 (sigma 1.5, fast class). 30 epochs take 13.4 minutes
+on the slow class. (topdown_tiny's codec has ``oks_targets`` on by default:
 per-keypoint Gaussian widths and loss weights from the OKS sigmas.) The crop augmentation is
 milder than MMPose's COCO recipe (``CropConfig``'s defaults: rotation +-80 with p 0.6, scale
-0.5-1.5, half bodies with p 0.3), which is made for 210 epochs of photos: the synthetic figures already come in every orientation and size, and in 12 epochs
-the milder one scored 0.62 against 0.57 (rotation 30 with p 0.3, scale 0.75-1.25, no half
-bodies; topdown_tiny's codec at sigma 2 then, 1 thread each, two runs side by side)."""
+0.5-1.5, half bodies with p 0.3), which is made for 210 epochs of photos: the synthetic figures
+already come in every orientation and size, and in 12 epochs the milder one scored 0.62 against
+0.57 (rotation 30 with p 0.3, scale 0.75-1.25, no half bodies; topdown_tiny's codec at sigma 2
+then, 1 thread each, two runs side by side)."""
 TARGET = 0.85
 """Val AP (ground-truth boxes) the run should reach."""
 ITEMS = "crops"

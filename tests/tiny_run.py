@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 TINY_RUN = (
     "data.synth.num_images=8",
     "data.synth_val_images=2",
@@ -16,8 +19,6 @@ TINY_RUN = (
 def interrupt_at_iteration(trainer, iteration: int, monkeypatch) -> None:
     """Run ``trainer.fit()`` until ``iteration`` steps are done, then press Ctrl-C there (the
     trainer writes its interrupt checkpoint and re-raises)."""
-    import pytest
-
     advance = trainer._advance
 
     def ctrl_c_there():
@@ -28,3 +29,9 @@ def interrupt_at_iteration(trainer, iteration: int, monkeypatch) -> None:
     monkeypatch.setattr(trainer, "_advance", ctrl_c_there)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    """Every parameter and buffer of ``a`` equals ``b``'s bit for bit (same keys, same order)."""
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name

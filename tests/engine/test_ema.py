@@ -12,7 +12,7 @@ from posekit.engine.ema import ModelEma
 from posekit.engine.trainer import Trainer
 from posekit.errors import ConfigError
 from posekit.models.record import load_checkpoint
-from tests.tiny_run import TINY_RUN, interrupt_at_iteration
+from tests.tiny_run import TINY_RUN, assert_same_weights, interrupt_at_iteration
 
 
 def _net() -> nn.Module:
@@ -96,14 +96,8 @@ def test_resume_with_an_average_is_exact(tmp_path, monkeypatch):
     again = Trainer(_config(tmp_path / "b", "train.epochs=2"), resume="auto", progress=False)
     assert again.ema.updates == 3
     again.fit()
-    for model_a, model_b in (
-        (straight.model, again.model),
-        (straight.ema.module, again.ema.module),
-    ):
-        for (name, a), b in zip(
-            model_a.state_dict().items(), model_b.state_dict().values(), strict=True
-        ):
-            assert torch.equal(a, b), name
+    assert_same_weights(straight.model, again.model)
+    assert_same_weights(straight.ema.module, again.ema.module)
 
 
 def test_a_run_without_average_resumed_with_one_starts_it_there(tmp_path):

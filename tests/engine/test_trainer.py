@@ -12,7 +12,7 @@ from posekit.engine.trainer import Trainer
 from posekit.errors import ConfigError
 from posekit.models.record import load_checkpoint
 from posekit.schema import KeypointSchema
-from tests.tiny_run import TINY_RUN, interrupt_at_iteration
+from tests.tiny_run import TINY_RUN, assert_same_weights, interrupt_at_iteration
 
 TINY = [*TINY_RUN, "train.checkpoint_every=3"]
 
@@ -43,10 +43,7 @@ def test_interrupt_writes_a_checkpoint_and_resume_is_exact(tmp_path, monkeypatch
     again = Trainer(_config(tmp_path / "b", "train.epochs=2"), resume="auto", progress=False)
     assert (again.epoch, again.step_in_epoch, again.iteration) == (1, 1, 3)
     again.fit()
-    for (name, a), b in zip(
-        straight.model.state_dict().items(), again.model.state_dict().values(), strict=True
-    ):
-        assert torch.equal(a, b), name
+    assert_same_weights(straight.model, again.model)
 
 
 def test_refuses_to_overwrite_a_run(tmp_path):
