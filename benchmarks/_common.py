@@ -1,5 +1,6 @@
 """What the training benchmarks share: one timed ``posekit train`` run, its report, its curve and
-the machine it ran on (``train_synthetic.py``, ``train_topdown.py``, ``proposals.py``).
+the machine it ran on (``train_synthetic.py``, ``train_topdown.py``, ``proposals.py``); and the
+synthetic val split a trained checkpoint validated on (``proposals.py``, ``topdown_decode.py``).
 
 A run is ``Trainer(load_config(None, overrides))``, as ``posekit train --out DIR`` runs it (the
 synthetic train/val images are generated inside the timed run). Its report: one row per epoch,
@@ -22,12 +23,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from topdown_speed import machine
 
 from posekit.config import Config, load_config
+from posekit.data.synth import SynthConfig, write_dataset
 from posekit.engine.trainer import Trainer
+from posekit.errors import ConfigError
+from posekit.models.record import load_checkpoint
+from posekit.schema import KeypointSchema
 
 ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
 """Environment variables that cap the ISA of torch's kernels (the slow CPU class: ``avx2`` /
@@ -351,3 +357,49 @@ def benchmark_main(
     in_time = first is not None and run.wall_min(first) <= goal_min
     print(f"goal (AP >= {args.target:g} within {goal_min:g} min): {'met' if in_time else 'not met'}")
     return 0 if reached and in_time else 1
+
+
+def synth_settings(checkpoint: Path) -> dict[str, Any] | None:
+    """The synthetic train settings (``data.synth`` + ``synth_val_images``) a checkpoint's run
+    used, None when it trained on files."""
+    data = load_checkpoint(checkpoint).get("config", {}).get("data", {})
+    if not data or data.get("train_ann") is not None:
+        return None
+    return {**data["synth"], "synth_val_images": data["synth_val_images"]}
+
+
+def synth_val_set(checkpoint: Path, schema: KeypointSchema, out: Path) -> tuple[Path, Path]:
+    """(annotation file, image folder) of the synthetic val split a checkpoint's run validated
+    on: its files next to the checkpoint (``synth/``), or written again into ``out/val_synth``
+    from the checkpoint's settings (the files are a function of them and ``schema``)."""
+    root = checkpoint.parent / "synth"
+    if not (root / "annotations/val.json").is_file():
+        settings = synth_settings(checkpoint)
+        if settings is None:
+            raise ConfigError(
+                f"{checkpoint} was not trained on synthetic data: give the val set (--ann, --images)"
+            )
+        count = settings.pop("synth_val_images")
+        root = out / "val_synth"
+        write_dataset(root, schema, SynthConfig(**{**settings, "num_images": count}),
+                      split="val")  # fmt: skip
+    return root / "annotations/val.json", root / "images/val"
+
+
+def add_val_args(parser: argparse.ArgumentParser, whose: str) -> None:
+    """The val-set and run arguments of the benchmarks that score trained checkpoints:
+    ``--ann`` / ``--images`` (default: ``whose`` synthetic val split), ``--no-flip``,
+    ``--threads``."""
+    parser.add_argument("--ann", type=Path, help=f"val COCO file (default: the {whose})")
+    parser.add_argument("--images", type=Path, help="val image folder, with --ann")
+    parser.add_argument("--no-flip", action="store_true", help="no flip test")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+
+
+def start_val_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Check ``add_val_args``' arguments, set the threads and logging, print the machine."""
+    if (args.ann is None) != (args.images is None):
+        parser.error("--ann and --images go together")
+    setup_logging(args.threads)
+    for line in machine_lines():
+        print(line)

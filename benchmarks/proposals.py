@@ -9,7 +9,7 @@ Models: posekit checkpoints of one schema. A model not given is trained first, i
 (default a new temporary directory), with its benchmark's recipe (``benchmarks/_common.py``'s
 timed run, its report printed): the bottom-up one with ``train_synthetic.py``'s (``paf_tiny``,
 ``posekit train``'s defaults), the top-down one with ``train_topdown.py``'s (``topdown_tiny``)
-plus ``REFINER`` (width 64, the skip head, 30 epochs);
+plus ``REFINER`` (width 64, bfloat16 where native, 30 epochs);
 both recipes use the default synthetic ``coco_person`` data (``data.synth``, same seed), so they
 train on the same images.
 
@@ -50,15 +50,21 @@ from typing import Any
 import numpy as np
 import train_synthetic
 import train_topdown
-from _common import machine_lines, print_report, setup_logging, timed_run
+from _common import (
+    add_val_args,
+    machine_lines,
+    print_report,
+    start_val_run,
+    synth_settings,
+    synth_val_set,
+    timed_run,
+)
 
 from posekit.data.coco import CocoKeypointDataset, ImageRecord
-from posekit.data.synth import SynthConfig, write_dataset
 from posekit.engine.evaluate import evaluate_coco, predict_dataset
 from posekit.errors import ConfigError
 from posekit.inference.boxes import BoxedPredictor, ProposalBoxes, pose_boxes
-from posekit.models.loading import LoadedModel, load_model
-from posekit.models.record import load_checkpoint
+from posekit.models.loading import load_model
 from posekit.structures import Pose
 
 Predict = Callable[[np.ndarray, ImageRecord], list[Pose]]
@@ -76,15 +82,14 @@ class _Scored:
 
 REFINER: tuple[str, ...] = (
     "model.options.width=64",
-    "model.options.skip=true",
     "train.amp=true",
     "train.epochs=30",
 )
 """Added to ``train_topdown.py``'s recipe for the top-down model trained here: the refiner must be
 more precise than the bottom-up model it refines, and ``topdown_tiny`` at width 32 in 15 minutes
-is not (val AP 0.762 with ground-truth boxes against the bottom-up model's 0.826); at width 64
-with the skip head, 30 epochs (bfloat16 where native: 25 min on the fast class) it reached
-0.819."""
+once was not (val AP 0.762 with ground-truth boxes against the bottom-up model's 0.826; at width
+64 with the one-level skip head and 24 x 32 maps, 30 epochs, it reached 0.819). Now width 64 on
+that recipe's 48 x 64 maps and two-level skip head, bfloat16 where native."""
 
 
 def _train(name: str, recipe: Any, out: Path, quiet: bool, extra: tuple[str, ...] = ()) -> Path:
@@ -95,32 +100,6 @@ def _train(name: str, recipe: Any, out: Path, quiet: bool, extra: tuple[str, ...
     run = timed_run(overrides, out / name, progress=not quiet)
     print_report(run, recipe.TARGET, recipe.ITEMS)
     return run.out / "best.pt"
-
-
-def _synth_settings(checkpoint: Path) -> dict | None:
-    """The synthetic train settings (``data.synth`` + ``synth_val_images``) a checkpoint's run
-    used, None when it trained on files."""
-    data = load_checkpoint(checkpoint).get("config", {}).get("data", {})
-    if not data or data.get("train_ann") is not None:
-        return None
-    return {**data["synth"], "synth_val_images": data["synth_val_images"]}
-
-
-def _val_set(bottomup: LoadedModel, checkpoint: Path, out: Path) -> tuple[Path, Path]:
-    """The bottom-up run's synthetic val split: its files next to the checkpoint, or written again
-    into ``out`` from the checkpoint's settings (the files are a function of them)."""
-    root = checkpoint.parent / "synth"
-    if not (root / "annotations/val.json").is_file():
-        settings = _synth_settings(checkpoint)
-        if settings is None:
-            raise ConfigError(
-                f"{checkpoint} was not trained on synthetic data: give the val set (--ann, --images)"
-            )
-        count = settings.pop("synth_val_images")
-        root = out / "val_synth"
-        write_dataset(root, bottomup.schema, SynthConfig(**{**settings, "num_images": count}),
-                      split="val")  # fmt: skip
-    return root / "annotations/val.json", root / "images/val"
 
 
 def _score(name: str, predict: Predict, dataset: CocoKeypointDataset, ann: Path) -> _Scored:
@@ -186,19 +165,12 @@ def main() -> int:
     parser.add_argument("--bottomup", type=Path, help="bottom-up checkpoint (default: train one)")
     parser.add_argument("--topdown", type=Path, help="top-down checkpoint (default: train one)")
     parser.add_argument("--out", type=Path, help="where models are trained (default: a temp dir)")
-    parser.add_argument("--ann", type=Path, help="val COCO file (default: the bottom-up's)")
-    parser.add_argument("--images", type=Path, help="val image folder, with --ann")
-    parser.add_argument("--no-flip", action="store_true", help="no flip test")
+    add_val_args(parser, "bottom-up's")
     parser.add_argument("--nms", type=float, default=0.9, help="(b): OKS-NMS threshold, 0: off")
     parser.add_argument("--padding", type=float, help="top-down box padding (default: model's)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
-    if (args.ann is None) != (args.images is None):
-        parser.error("--ann and --images go together")
-    setup_logging(args.threads)
-    for line in machine_lines():
-        print(line)
+    start_val_run(parser, args)
     out = args.out or Path(tempfile.mkdtemp(prefix="posekit-proposals-"))
     bu_path = args.bottomup or _train("bottomup", train_synthetic, out, args.quiet)
     td_path = args.topdown or _train("topdown", train_topdown, out, args.quiet, REFINER)
@@ -209,11 +181,13 @@ def main() -> int:
     if bu_model.schema != td_model.schema:
         raise ConfigError(f"the models' schemas differ: {bu_model.schema.name} (bottom-up), "
                           f"{td_model.schema.name} (top-down)")  # fmt: skip
-    ann, images = (args.ann, args.images) if args.ann else _val_set(bu_model, bu_path, out)
+    ann, images = (
+        (args.ann, args.images) if args.ann else synth_val_set(bu_path, bu_model.schema, out)
+    )
     dataset = CocoKeypointDataset(ann, images, schema=bu_model.schema, strict=False)
 
     print(f"\nbottom-up: {bu_path}\ntop-down:  {td_path}")
-    bu_synth, td_synth = _synth_settings(bu_path), _synth_settings(td_path)
+    bu_synth, td_synth = synth_settings(bu_path), synth_settings(td_path)
     if td_synth is None or bu_synth is None:
         print("one of the models was not trained on synthetic data")
     elif td_synth == bu_synth:

@@ -122,13 +122,18 @@ def residual_topdown(
     *,
     width: int = 32,
     deconvs: int = 1,
-    skip: bool | int = False,
+    skip: bool | int | None = None,
 ) -> TopDownNet:
     """A small top-down network for CPU training: ``ResidualTrunk(width)`` (stride 8) and the head
     of the codec's kind (``topdown_head``; heatmaps at stride 8 / 2^deconvs). ``skip`` (heatmaps,
     one deconvolution): the trunk's stride-4 features join the upsampled ones
     (``SkipHeatmapHead``), maps at stride 4; ``skip=2`` adds a second level with the stride-2
-    features, maps at stride 2 (the codec's ``heatmap_size`` half its ``input_size``)."""
+    features, maps at stride 2 (the codec's ``heatmap_size`` half its ``input_size``). None (the
+    default) follows the codec: 2 for heatmaps at stride 2 (the only head that makes them), else
+    false. The options kept (``TopDownNet.options``) hold the resolved value."""
+    if skip is None:
+        heatmaps = codec.layout.names == ("heatmaps",) and deconvs == 1
+        skip = 2 if heatmaps and int(codec.stride) == 2 else False
     options = {"width": width, "deconvs": deconvs, "skip": skip}
     if isinstance(skip, str) or skip not in (0, 1, 2):  # False / True are 0 / 1
         raise ConfigError(f"skip: false, true (= 1: stride-4 maps) or 2 (stride 2), got {skip!r}")

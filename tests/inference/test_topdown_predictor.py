@@ -123,9 +123,9 @@ def test_rescoring_nms_and_bad_boxes():
 
 
 def test_a_real_network_runs_every_crop_in_one_forward():
-    model = build_model("topdown_tiny", SCHEMA)
-    predictor = create_predictor(model, build_codec("udp", SCHEMA, input_size=(96, 128),
-                                                    heatmap_size=(24, 32)), flip=True)  # fmt: skip
+    codec = build_codec("udp", SCHEMA, input_size=(96, 128), heatmap_size=(24, 32))
+    model = build_model("topdown_tiny", SCHEMA, codec=codec)
+    predictor = create_predictor(model, codec, flip=True)
     assert isinstance(predictor, TopDownPredictor)
     boxes = np.array([[10.0, 20.0, 60.0, 120.0], [80.0, 10.0, 150.0, 140.0], [0, 0, 30, 30]])
     poses = predictor.predict(np.full((160, 160, 3), 100, np.uint8), boxes)

@@ -59,7 +59,7 @@ def test_another_codec_keeps_the_models_crop_size(name):
 
 
 def test_the_skip_head_joins_the_stride_4_features():
-    codec = default_codec("topdown_tiny", SCHEMA)
+    codec = default_codec("topdown_tiny", SCHEMA, {"heatmap_size": [24, 32], "sigma": 1.5})
     model = build_model("topdown_tiny", SCHEMA, codec=codec, skip=True).eval()
     assert model.stride == 4 and model.options["skip"] is True
     x = torch.rand(2, 3, 128, 96)
@@ -77,7 +77,8 @@ def test_the_skip_head_joins_the_stride_4_features():
 def test_two_skip_levels_make_stride_2_maps_and_keep_the_first_levels_keys():
     codec = default_codec("topdown_tiny", SCHEMA, {"heatmap_size": [48, 64], "sigma": 3.0})
     model = build_model("topdown_tiny", SCHEMA, codec=codec, skip=2).eval()
-    one = build_model("topdown_tiny", SCHEMA, codec=default_codec("topdown_tiny", SCHEMA), skip=1)
+    quarter = default_codec("topdown_tiny", SCHEMA, {"heatmap_size": [24, 32]})
+    one = build_model("topdown_tiny", SCHEMA, codec=quarter, skip=1)
     assert model.stride == 2
     x = torch.rand(2, 3, 128, 96)
     with torch.inference_mode():
@@ -102,3 +103,29 @@ def test_a_bad_skip_value_is_named(skip):
 def test_a_codec_of_the_wrong_map_size_names_the_size_to_set():
     with pytest.raises(ConfigError, match=r"codec.heatmap_size=\[48,64\]"):
         build_model("topdown_tiny", SCHEMA, codec=default_codec("topdown_tiny", SCHEMA), skip=2)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "skip", "stride"),
+    [
+        ({}, False, 4),  # the default codec: 24 x 32 maps from the 96 x 128 crop
+        ({"heatmap_size": [48, 64], "sigma": 2.0}, 2, 2),
+        ({"name": "simcc"}, False, 1),
+        ({"name": "rle"}, False, 1),
+    ],
+)
+def test_the_skip_head_follows_the_codec_unless_set(overrides, skip, stride):
+    codec = default_codec("topdown_tiny", SCHEMA, overrides)
+    model = build_model("topdown_tiny", SCHEMA, codec=codec)
+    assert model.options["skip"] == skip and model.stride == stride == codec.stride
+    # the resolved value rebuilds the same network (a checkpoint keeps the options)
+    again = build_model("topdown_tiny", SCHEMA, codec=codec, **model.options)
+    assert again.state_dict().keys() == model.state_dict().keys()
+
+
+def test_an_explicit_skip_overrides_the_codec_and_a_mismatch_is_named():
+    half = default_codec("topdown_tiny", SCHEMA, {"heatmap_size": [48, 64]})
+    assert build_model("topdown_tiny", SCHEMA, codec=half).stride == 2
+    assert build_model("topdown_tiny", SCHEMA, skip=True).options["skip"] is True
+    with pytest.raises(ConfigError, match=r"codec.heatmap_size=\[24,32\]"):
+        build_model("topdown_tiny", SCHEMA, codec=half, skip=True)
